@@ -1,39 +1,93 @@
 package domain
 
+import "strings"
+
 // Catalogue is the registry of every event type Vigil writes. It is built at
-// package initialisation and only read afterwards.
+// package initialisation and only read afterwards, so it is safe for
+// concurrent use.
+//
+// A type's name and its schema version are part of the tamper-evident log:
+// never rename a type or change the meaning of a field; add a new schema
+// version (and keep decoding the old one) instead.
 var Catalogue = buildCatalogue()
 
 func buildCatalogue() *Registry {
 	r := NewRegistry()
-	r.Register(1, SessionCreated{})
-	r.Register(1, ChatMessage{})
-	r.Register(1, TechnicianCreated{})
+	for _, p := range []Payload{
+		// session-<guid>
+		SessionCreated{},
+		CustomerConnected{},
+		SessionPickedUp{},
+		SessionTransferred{},
+		ConsentRequested{},
+		ConsentGranted{},
+		ConsentDenied{},
+		ActionDenied{},
+		RemoteControlStarted{},
+		RemoteControlEnded{},
+		DesktopViewStarted{},
+		DesktopViewEnded{},
+		FileSent{},
+		FileReceived{},
+		FileManagerOpened{},
+		RebootRequested{},
+		Reconnected{},
+		SystemInfoViewed{},
+		ScriptDeployed{},
+		URLSent{},
+		ClipboardSyncStarted{},
+		ClipboardSyncEnded{},
+		CredentialsRequested{},
+		PrivateSessionStarted{},
+		PrivateSessionEnded{},
+		ScreenSharedWithCustomer{},
+		ScreenShareEnded{},
+		ChatMessage{},
+		NoteAdded{},
+		CustomFieldsSet{},
+		RecordingStarted{},
+		RecordingStopped{},
+		RecordingStored{},
+		RecordingFailed{},
+		RecordingViewed{},
+		RelayConnected{},
+		RelayPaired{},
+		RelayClosed{},
+		SessionClosed{},
+		// technician-<id>
+		TechnicianCreated{},
+		LoginSucceeded{},
+		LoginFailed{},
+		LockedOut{},
+		Unlocked{},
+		PasswordChanged{},
+		PasswordChangeRequired{},
+		TwoFactorEnrolled{},
+		LoggedOut{},
+		TechnicianDisabled{},
+		TechnicianGroupChanged{},
+		// group-<id>
+		GroupCreated{},
+		PermissionsChanged{},
+		PolicyChanged{},
+		IPAllowlistChanged{},
+		// tenant-<id>
+		TenantCreated{},
+		// tenant-<id> or the subject's stream
+		SubjectExported{},
+		ErasureRequested{},
+		ErasureRevoked{},
+		SubjectErased{},
+		RetentionArchived{},
+		RetentionPurged{},
+		AuditExportCreated{},
+	} {
+		r.Register(1, p)
+	}
 	return r
 }
 
-// SessionCreated: placeholder, replaced by the full catalogue.
-type SessionCreated struct {
-	PIN          string            `json:"pin"`
-	Queue        string            `json:"queue"`
-	CustomFields map[string]string `json:"custom_fields,omitempty" vigil:"sealed"`
-}
-
-func (SessionCreated) EventType() string { return "session.created" }
-
-// ChatMessage: placeholder.
-type ChatMessage struct {
-	From string `json:"from"`
-	Text string `json:"text" vigil:"sealed"`
-}
-
-func (ChatMessage) EventType() string { return "session.chat_message" }
-
-// TechnicianCreated: placeholder.
-type TechnicianCreated struct {
-	GroupID string `json:"group_id"`
-	Name    string `json:"name" vigil:"sealed"`
-	Email   string `json:"email" vigil:"sealed"`
-}
-
-func (TechnicianCreated) EventType() string { return "technician.created" }
+// IsComplianceEvent reports whether typ is a compliance.* event, which may
+// be appended to the tenant stream or to a data subject's stream, and which
+// may follow a session's closed event.
+func IsComplianceEvent(typ string) bool { return strings.HasPrefix(typ, "compliance.") }

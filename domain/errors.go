@@ -101,7 +101,26 @@ var (
 	ErrLockedOut = errors.New("technician locked out")
 	// ErrSubjectErased: the data subject's key was destroyed.
 	ErrSubjectErased = errors.New("subject erased")
+	// ErrRecordingRequired: the group forces recording and none is running.
+	ErrRecordingRequired = errors.New("session recording required")
+	// ErrForbidden: the actor may not do this here, such as a technician
+	// acting in a session another technician holds.
+	ErrForbidden = errors.New("forbidden")
+	// ErrIPNotAllowed: the address is outside the group's IP allowlist.
+	ErrIPNotAllowed = errors.New("ip address not allowed")
+	// ErrDisabled: the technician is disabled.
+	ErrDisabled = errors.New("technician disabled")
+	// ErrUnauthenticated: the credentials or second factor were wrong.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrWeakPassword: the password does not meet the group's policy.
+	ErrWeakPassword = errors.New("password does not meet the policy")
 )
+
+// coded returns an *Error of code with a formatted message that also
+// matches sentinel with errors.Is.
+func coded(code string, sentinel error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: sentinel}
+}
 
 type sentinelCode struct {
 	err  error
@@ -117,4 +136,10 @@ var sentinelCodes = []sentinelCode{
 	{ErrPermissionDenied, CodePermissionDenied},
 	{ErrLockedOut, CodeLockedOut},
 	{ErrSubjectErased, CodeSubjectErased},
+	{ErrRecordingRequired, CodeRecordingRequired},
+	{ErrForbidden, CodeForbidden},
+	{ErrIPNotAllowed, CodeIPNotAllowed},
+	{ErrDisabled, CodeDisabled},
+	{ErrUnauthenticated, CodeUnauthenticated},
+	{ErrWeakPassword, CodeWeakPassword},
 }
