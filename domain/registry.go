@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -207,8 +208,16 @@ func (r *Registry) Decode(e Event) (Payload, error) {
 		if err := json.Unmarshal(e.Data, &fields); err != nil {
 			return nil, Errorf(CodeInvalid, "decode %s: %v", e.Type, err)
 		}
+		if fields == nil { // Data was JSON null
+			fields = map[string]json.RawMessage{}
+		}
 	}
+	spec := r.specs[e.Type]
 	for _, pf := range e.Personal {
+		// A personal value must never stand in for a public field.
+		if _, sealed := slices.BinarySearch(spec.Sealed, pf.Name); !sealed {
+			return nil, Errorf(CodeInvalid, "decode %s: %q is not a personal field", e.Type, pf.Name)
+		}
 		if pf.Erased || pf.Value == nil {
 			continue
 		}

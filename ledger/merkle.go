@@ -33,6 +33,9 @@ func (f *Frontier) Append(dst []tlog.Hash, leaf tlog.Hash) []tlog.Hash {
 	level := 0
 	for ; n&(1<<level) != 0; level++ {
 		h = tlog.NodeHash(f.nodes[level], h)
+		// The subtree at this level is now inside a larger one; clear it
+		// so that equal trees have equal frontiers.
+		f.nodes[level] = tlog.Hash{}
 		dst = append(dst, h)
 	}
 	f.nodes[level] = h
