@@ -80,8 +80,9 @@ type Ledger struct {
 	opts   Options
 
 	queue    chan *pending
-	mu       sync.RWMutex // guards closed against sends on queue
+	mu       sync.RWMutex // guards closed and started against sends on queue
 	closed   bool
+	started  bool
 	done     chan struct{}
 	grown    chan growth // tenants whose log grew, for the checkpointer
 	runOnce  sync.Once
@@ -125,6 +126,9 @@ func (l *Ledger) Origin(tenant string) string { return Origin(l.opts.Origin, ten
 // It returns after everything queued before Close was committed.
 func (l *Ledger) Run(ctx context.Context) error {
 	l.runOnce.Do(func() {
+		l.mu.Lock()
+		l.started = true
+		l.mu.Unlock()
 		var wg sync.WaitGroup
 		stopCP := make(chan struct{})
 		wg.Add(1)
@@ -140,9 +144,9 @@ func (l *Ledger) Run(ctx context.Context) error {
 	return l.runErr
 }
 
-// Close stops accepting appends, waits until every queued append was
-// committed and a final checkpoint was made, and returns. It is safe to call
-// more than once.
+// Close stops accepting appends and, if Run was started, waits until every
+// queued append was committed and a final checkpoint was made. It is safe to
+// call more than once.
 func (l *Ledger) Close() {
 	l.stopOnce.Do(func() {
 		l.mu.Lock()
@@ -150,7 +154,12 @@ func (l *Ledger) Close() {
 		close(l.queue)
 		l.mu.Unlock()
 	})
-	<-l.done
+	l.mu.RLock()
+	started := l.started
+	l.mu.RUnlock()
+	if started {
+		<-l.done
+	}
 }
 
 // Append seals events and appends them to stream, all or nothing, after

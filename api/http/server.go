@@ -1,0 +1,62 @@
+// Package httpapi serves Vigil's HTTP API: health and readiness now; ingest,
+// authentication, recordings, GDPR and exports as they are built. It depends
+// on the core packages and on small interfaces, never on adapters.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Checker reports whether a dependency is usable; a nil error means ready.
+type Checker func(ctx context.Context) error
+
+// Options configure the handler.
+type Options struct {
+	// Ready lists the named checks /readyz runs, such as "database".
+	Ready map[string]Checker
+	// Logger receives request errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// New returns the API's root handler.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := http.StatusOK
+		checks := map[string]string{}
+		for name, check := range opts.Ready {
+			if err := check(ctx); err != nil {
+				status = http.StatusServiceUnavailable
+				checks[name] = "unavailable"
+				opts.Logger.Warn("readiness check failed", "check", name, "err", err)
+				continue
+			}
+			checks[name] = "ok"
+		}
+		state := "ready"
+		if status != http.StatusOK {
+			state = "not ready"
+		}
+		writeJSON(w, status, map[string]any{"status": state, "checks": checks})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

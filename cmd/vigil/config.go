@@ -1,0 +1,124 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is everything the subcommands read from flags and VIGIL_*
+// variables. A flag wins over its variable; the variable wins over the
+// default.
+type Config struct {
+	Env                string
+	DatabaseURL        string
+	HTTPAddr           string
+	DataDir            string
+	MasterKey          string
+	MasterKeyFile      string
+	MasterKeyPrevious  string
+	SigningKeyFile     string
+	LogOrigin          string
+	LogLevel           string
+	CheckpointInterval time.Duration
+	ShutdownTimeout    time.Duration
+}
+
+// Production reports whether VIGIL_ENV is production.
+func (c Config) Production() bool { return c.Env == "production" }
+
+// setting describes one configuration entry, for flags, environment and the
+// README's table alike.
+type setting struct {
+	flag, env, def, help string
+	str                  *string
+	dur                  *time.Duration
+	secret               bool
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{flag: "env", env: "VIGIL_ENV", def: "development", help: "development or production; production never generates keys", str: &c.Env},
+		{flag: "database-url", env: "VIGIL_DATABASE_URL", def: "postgres://postgres@127.0.0.1:5432/vigil?sslmode=disable", help: "PostgreSQL URL; the database is created if missing", str: &c.DatabaseURL, secret: true},
+		{flag: "http-addr", env: "VIGIL_HTTP_ADDR", def: "127.0.0.1:8080", help: "address the HTTP API listens on", str: &c.HTTPAddr},
+		{flag: "data-dir", env: "VIGIL_DATA_DIR", def: "./var", help: "directory for generated keys and local data", str: &c.DataDir},
+		{flag: "master-key", env: "VIGIL_MASTER_KEY", def: "", help: "master key, 32 bytes in base64 (prefer the file)", str: &c.MasterKey, secret: true},
+		{flag: "master-key-file", env: "VIGIL_MASTER_KEY_FILE", def: "", help: "file holding the base64 master key", str: &c.MasterKeyFile},
+		{flag: "master-key-previous", env: "VIGIL_MASTER_KEY_PREVIOUS", def: "", help: "comma-separated older master keys still accepted while a rotation completes", str: &c.MasterKeyPrevious, secret: true},
+		{flag: "signing-key-file", env: "VIGIL_SIGNING_KEY_FILE", def: "", help: "file holding the Ed25519 checkpoint signing key (note format); its verifier key is FILE.pub", str: &c.SigningKeyFile},
+		{flag: "log-origin", env: "VIGIL_LOG_ORIGIN", def: "vigil.local", help: "checkpoint origin prefix and signer name; each tenant's log is ORIGIN/TENANT", str: &c.LogOrigin},
+		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
+		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
+		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
+	}
+}
+
+// bindConfig registers the configuration flags on fs, with defaults taken
+// from getenv, and returns the Config they fill once fs is parsed. Call
+// (*Config).validate after parsing.
+func bindConfig(fs *flag.FlagSet, getenv func(string) string) *Config {
+	c := &Config{}
+	for _, s := range c.settings() {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		help := s.help + " (" + s.env + ")"
+		if s.str != nil {
+			if s.secret {
+				// Never print a secret as a flag default in -help.
+				*s.str = def
+				fs.Func(s.flag, help, func(v string) error { *s.str = v; return nil })
+				continue
+			}
+			fs.StringVar(s.str, s.flag, def, help)
+			continue
+		}
+		d, err := time.ParseDuration(def)
+		if err != nil {
+			d, _ = time.ParseDuration(s.def)
+			fmt.Fprintf(os.Stderr, "vigil: %s=%q is not a duration; using %s\n", s.env, def, s.def)
+		}
+		fs.DurationVar(s.dur, s.flag, d, help)
+	}
+	return c
+}
+
+func (c *Config) validate() error {
+	switch c.Env {
+	case "development", "production", "test":
+	default:
+		return fmt.Errorf("VIGIL_ENV=%q: want development or production", c.Env)
+	}
+	if c.DatabaseURL == "" {
+		return fmt.Errorf("VIGIL_DATABASE_URL is empty")
+	}
+	if c.CheckpointInterval <= 0 || c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("checkpoint interval and shutdown timeout must be positive")
+	}
+	if strings.ContainsAny(c.LogOrigin, " \t\n+") || c.LogOrigin == "" {
+		return fmt.Errorf("VIGIL_LOG_ORIGIN=%q: want a name without spaces or '+'", c.LogOrigin)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) previousKeys() []string {
+	if c.MasterKeyPrevious == "" {
+		return nil
+	}
+	return strings.Split(c.MasterKeyPrevious, ",")
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("VIGIL_LOG_LEVEL=%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,112 @@
+// Command vigil is the event-sourced audit and compliance backend of a
+// remote-support service: one binary with subcommands. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "vigil:", ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "vigil:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit code out of run.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+// errUsage is returned for bad command lines (exit code 2).
+var errUsage = exitError{code: 2}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the API, the ledger writer and the checkpointer", runServe},
+		{"migrate", "apply the database migrations and exit", runMigrate},
+		{"verify", "recompute and check the whole log; exits non-zero at the first bad position", runVerify},
+		{"keys", "show the checkpoint verifier key, rotate the master key", runKeys},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: vigil <command> [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'vigil <command> -h' for its flags; every flag also reads a VIGIL_* variable.")
+}
+
+// run is the whole program, minus process concerns, so that tests can call
+// it.
+func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], env, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return errUsage
+}
+
+// parseFlags parses args into fs, mapping -h and parse errors to errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitError{code: 0}
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "vigil %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	l, err := parseLevel(level)
+	if err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/adapters/keys"
+	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
+)
+
+// TestMain lets the tests run the real program in a child process: with
+// VIGIL_TEST_MAIN=1 the test binary is vigil.
+func TestMain(m *testing.M) {
+	if os.Getenv("VIGIL_TEST_MAIN") == "1" {
+		os.Args = append([]string{"vigil"}, strings.Fields(os.Getenv("VIGIL_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func envFunc(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestServeAnswersHealthAndStopsOnSIGTERM(t *testing.T) {
+	db := pgtest.New(t)
+	// serve creates the database named in the URL when it is missing.
+	url := strings.Replace(db.URL, db.Name, db.Name+"_serve", 1)
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Name+"_serve WITH (FORCE)")
+	})
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve",
+		"VIGIL_DATABASE_URL="+url, "VIGIL_HTTP_ADDR="+addr, "VIGIL_DATA_DIR="+dir)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err = http.Get("http://" + addr + "/readyz"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("serve never answered: %v\n%s", err, logs.String())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"database":"ok"`) {
+		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for _, f := range []string{"master.key", "signing.key", "signing.key.pub"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("generated key %s: %v", f, err)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	out := logs.String()
+	for _, want := range []string{"NO KEYS WERE CONFIGURED", "migrations applied", "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve log lacks %q:\n%s", want, out)
+		}
+	}
+	// The master key must never reach the log.
+	mk, _ := os.ReadFile(filepath.Join(dir, "master.key"))
+	if len(bytes.TrimSpace(mk)) == 0 || strings.Contains(out, strings.TrimSpace(string(mk))) {
+		t.Error("the master key was logged, or not written")
+	}
+}
+
+func TestProductionRefusesToGenerateKeys(t *testing.T) {
+	db := pgtest.New(t)
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve"}, envFunc(map[string]string{
+		"VIGIL_ENV": "production", "VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": t.TempDir(), "VIGIL_HTTP_ADDR": freeAddr(t),
+	}), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "no master key") {
+		t.Fatalf("production without keys: %v", err)
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for name, args := range map[string][]string{
+		"None":       nil,
+		"Unknown":    {"frobnicate"},
+		"BadFlag":    {"verify", "--no-such-flag"},
+		"ExtraArg":   {"migrate", "extra"},
+		"KeysNoVerb": {"keys"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := run(context.Background(), args, envFunc(nil), io.Discard, io.Discard)
+			var ee exitError
+			if !errors.As(err, &ee) || ee.code != 2 {
+				t.Fatalf("err = %v, want usage error", err)
+			}
+		})
+	}
+	err := run(context.Background(), []string{"serve"}, envFunc(map[string]string{"VIGIL_ENV": "staging"}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "VIGIL_ENV") {
+		t.Errorf("bad VIGIL_ENV: %v", err)
+	}
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	fs := newFlagSet()
+	cfg := bindConfig(fs, envFunc(map[string]string{"VIGIL_HTTP_ADDR": "127.0.0.1:1", "VIGIL_DATA_DIR": "/env"}))
+	if err := fs.Parse([]string{"--data-dir", "/flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:1" || cfg.DataDir != "/flag" || cfg.CheckpointInterval != 5*time.Second {
+		t.Errorf("config %+v", cfg)
+	}
+	if cfg.DatabaseURL != "postgres://postgres@127.0.0.1:5432/vigil?sslmode=disable" {
+		t.Errorf("default database url %q", cfg.DatabaseURL)
+	}
+}
+
+// appendSome writes events through a ledger wired like serve's, with the
+// keys of dataDir.
+func appendSome(t *testing.T, dbURL, dataDir string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := &Config{DatabaseURL: dbURL, DataDir: dataDir, LogOrigin: "vigil.local", CheckpointInterval: time.Second, Env: "development", LogLevel: "error"}
+	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sys.ledger.Run(ctx)
+	for i := 0; i < n; i++ {
+		guid := fmt.Sprintf("%032x", i%4+1)
+		if _, err := sys.ledger.Append(ctx, domain.SessionStream(guid), ledger.AnyVersion, ledgertest.Chat(t, "acme", guid, fmt.Sprint("hello ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sys.ledger.CheckpointAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys.Close()
+}
+
+func TestVerifyCommand(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	appendSome(t, db.URL, dir, 20)
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir})
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"verify", "--quiet"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "OK: the log verifies") || !strings.Contains(out.String(), "leaves      20") {
+		t.Errorf("verify output:\n%s", out.String())
+	}
+	// An auditor's key given on the command line, as a file.
+	_, vkey, err := keys.ReadSigningKey(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"verify", "--quiet", "--tenant", "acme", "--key", vkey}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify --key: %v\n%s", err, out.String())
+	}
+	// A different key refuses the checkpoints.
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := keys.GenerateSigningKey(other, "vigil.local"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = run(context.Background(), []string{"verify", "--quiet", "--key", other + ".pub"}, env, &out, io.Discard)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out.String(), "checkpoint") {
+		t.Errorf("verify with a foreign key: %v\n%s", err, out.String())
+	}
+
+	// Tampering is reported with its position and a non-zero exit.
+	ctx := context.Background()
+	for _, s := range []string{`ALTER TABLE events DISABLE TRIGGER events_immutable`,
+		`UPDATE events SET data = '{"from":"technician"}' WHERE position = 13`} {
+		if _, err := db.Pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Reset()
+	err = run(context.Background(), []string{"verify", "--quiet"}, env, &out, io.Discard)
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("verify of a tampered log: %v", err)
+	}
+	if !strings.Contains(out.String(), "FAILED: verify failed at position 13") {
+		t.Errorf("verify output:\n%s", out.String())
+	}
+}
+
+func TestKeysCommands(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	appendSome(t, db.URL, dir, 8)
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"keys", "public"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "signing.key.pub"))
+	if strings.TrimSpace(out.String()) != strings.TrimSpace(string(pub)) {
+		t.Errorf("keys public printed %q, the .pub file holds %q", out.String(), pub)
+	}
+
+	before, _ := os.ReadFile(filepath.Join(dir, "master.key"))
+	out.Reset()
+	if err := run(ctx, []string{"keys", "rotate"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if !strings.Contains(out.String(), "re-wrapped 4 subject keys") {
+		t.Errorf("rotate output: %s", out.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "master.key"))
+	if bytes.Equal(before, after) {
+		t.Fatal("master key file unchanged after rotation")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "master.key.new")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("pending key file left behind")
+	}
+	// Everything still opens with the new key alone.
+	mk, err := keys.ReadMasterKeyFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Open(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	st := postgres.NewStore(pool, postgres.Options{})
+	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
+	evs, err := st.ReadAll(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if err := sealer.Open(ctx, &e); err != nil || e.Erased() || !strings.Contains(string(e.Personal[0].Value), "hello") {
+			t.Fatalf("event %d after rotation: %v %v", e.Position, err, e.Personal)
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--quiet"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify after rotation: %v", err)
+	}
+	// A configured key cannot be rotated in place.
+	err = run(ctx, []string{"keys", "rotate"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_MASTER_KEY_FILE": filepath.Join(dir, "master.key")}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--new-key-file") {
+		t.Errorf("rotate of a configured key without --new-key-file: %v", err)
+	}
+}
+
+func newFlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	httpapi "github.com/vigilhq/vigil/api/http"
+)
+
+func runServe(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := bindConfig(fs, env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	sys, err := open(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	sys.store.Listen()
+
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		_ = sys.ledger.Run(context.WithoutCancel(ctx))
+	}()
+
+	handler := httpapi.New(httpapi.Options{
+		Logger: log,
+		Ready: map[string]httpapi.Checker{
+			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
+			"ledger": func(ctx context.Context) error {
+				select {
+				case <-ledgerDone:
+					return errors.New("ledger writer stopped")
+				default:
+					return nil
+				}
+			},
+		},
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          nil,
+	}
+	log.Info("vigil serving", "http", ln.Addr().String(), "env", cfg.Env, "data_dir", cfg.DataDir, "log_origin", cfg.LogOrigin)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	// Requests are done; commit whatever they queued, then checkpoint.
+	sys.ledger.Close()
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/vigilhq/vigil/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func runVerify(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := bindConfig(fs, env)
+	tenant := fs.String("tenant", "", "verify only this tenant's Merkle log (default: every tenant)")
+	keyArg := fs.String("key", "", "checkpoint verifier key, as its note-format string or a file holding it (default: the configured signing key's)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	var verifier note.Verifier
+	if *keyArg != "" {
+		v, err := parseVerifierArg(*keyArg)
+		if err != nil {
+			return err
+		}
+		verifier = v
+	}
+	sys, err := open(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	if verifier == nil {
+		verifier = sys.keys.Verifier
+	}
+
+	opts := ledger.VerifyOptions{Tenant: *tenant, Verifiers: note.VerifierList(verifier), Origin: cfg.LogOrigin}
+	var bar *progressbar.ProgressBar
+	if !*quiet {
+		opts.Progress = func(done, total int64) {
+			if bar == nil {
+				bar = progressbar.NewOptions64(total,
+					progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetDescription("verifying"),
+					progressbar.OptionShowCount(),
+					progressbar.OptionShowIts(),
+					progressbar.OptionSetItsString("events"),
+					progressbar.OptionThrottle(250*time.Millisecond),
+					progressbar.OptionClearOnFinish(),
+				)
+			}
+			_ = bar.Set64(done)
+		}
+	}
+	rep, err := ledger.Verify(ctx, sys.store, opts)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	var ve *ledger.VerifyError
+	if errors.As(err, &ve) {
+		fmt.Fprintf(stdout, "FAILED: %v\n", ve)
+		return exitError{code: 1, msg: "the log does not verify"}
+	}
+	if err != nil {
+		return err
+	}
+	rate := float64(rep.Events) / rep.Duration.Seconds()
+	if rep.Duration <= 0 {
+		rate = 0
+	}
+	scope := "all tenants"
+	if *tenant != "" {
+		scope = "tenant " + *tenant
+	}
+	fmt.Fprintf(stdout, "OK: the log verifies (%s)\n", scope)
+	if rep.Positions == 0 {
+		fmt.Fprintln(stdout, "  positions   none: the log is empty")
+	} else {
+		fmt.Fprintf(stdout, "  positions   1..%d gapless\n", rep.Positions)
+	}
+	fmt.Fprintf(stdout, "  tenants     %d\n", rep.Tenants)
+	fmt.Fprintf(stdout, "  leaves      %d recomputed from the stored rows\n", rep.Events)
+	fmt.Fprintf(stdout, "  hashes      %d stored Merkle hashes match\n", rep.Hashes)
+	fmt.Fprintf(stdout, "  checkpoints %d signed by %s, roots match\n", rep.Checkpoints, verifier.Name())
+	fmt.Fprintf(stdout, "  streams     %d with continuous versions\n", rep.Streams)
+	fmt.Fprintf(stdout, "  took        %s (%.0f events/s)\n", rep.Duration.Round(time.Millisecond), rate)
+	return nil
+}
+
+// parseVerifierArg accepts a note verifier key or the path of a file
+// holding one.
+func parseVerifierArg(s string) (note.Verifier, error) {
+	if v, err := note.NewVerifier(strings.TrimSpace(s)); err == nil {
+		return v, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("--key: neither a verifier key nor a readable file: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	return v, nil
+}

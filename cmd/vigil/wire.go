@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/vigilhq/vigil/adapters/keys"
+	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// system is the wired core: database, keys, store, sealer and ledger.
+type system struct {
+	cfg    *Config
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	store  *postgres.Store
+	keys   keys.Material
+	sealer *ledger.Sealer
+	ledger *ledger.Ledger
+}
+
+// open connects to the database (creating it if missing), applies the
+// migrations when migrate is set, loads or generates the keys, and builds
+// the ledger (not yet running). Close releases it all.
+func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*system, error) {
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w (database %s)", err, postgres.Redact(cfg.DatabaseURL))
+	}
+	s := &system{cfg: cfg, log: log, pool: pool}
+	if migrate {
+		applied, err := postgres.Migrate(ctx, pool)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("migrations applied", "versions", applied)
+		}
+	}
+	if err := s.loadKeys(); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.store = postgres.NewStore(pool, postgres.Options{Logger: log})
+	s.sealer = ledger.NewSealer(s.store, s.keys.Ring, 0)
+	s.store.OnKeyDestroyed(s.sealer.Invalidate)
+	s.ledger = ledger.New(s.store, s.sealer, s.keys.Signer, ledger.Options{
+		Origin:             cfg.LogOrigin,
+		CheckpointInterval: cfg.CheckpointInterval,
+		Logger:             log,
+	})
+	return s, nil
+}
+
+func (s *system) loadKeys() error {
+	m, err := keys.Load(keys.Config{
+		MasterKey:          s.cfg.MasterKey,
+		MasterKeyFile:      s.cfg.MasterKeyFile,
+		PreviousMasterKeys: s.cfg.previousKeys(),
+		SigningKeyFile:     s.cfg.SigningKeyFile,
+		DataDir:            s.cfg.DataDir,
+		Production:         s.cfg.Production(),
+		SignerName:         s.cfg.LogOrigin,
+	})
+	if err != nil {
+		return err
+	}
+	if len(m.Generated) > 0 {
+		s.log.Warn(strings.Repeat("!", 72))
+		s.log.Warn("NO KEYS WERE CONFIGURED: generated new ones for development. Back them up apart from the database; losing the master key loses every sealed field, and keeping it beside database backups defeats erasure. Production (VIGIL_ENV=production) refuses to start without configured keys.",
+			"files", m.Generated)
+		s.log.Warn("checkpoint verifier key (also: vigil keys public)", "key", m.VerifierKey)
+		s.log.Warn(strings.Repeat("!", 72))
+	}
+	s.keys = m
+	return nil
+}
+
+func (s *system) verifiers() note.Verifiers { return note.VerifierList(s.keys.Verifier) }
+
+// Close stops the ledger (committing what is queued) and releases the
+// database.
+func (s *system) Close() {
+	if s.ledger != nil {
+		s.ledger.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	s.pool.Close()
+}
+
+// signingKeyPath returns the configured or default signing key file.
+func signingKeyPath(cfg *Config) string {
+	if cfg.SigningKeyFile != "" {
+		return cfg.SigningKeyFile
+	}
+	return filepath.Join(cfg.DataDir, keys.DefaultSigningKeyFile)
+}
