@@ -185,6 +185,25 @@ func fieldTable(b *strings.Builder, t reflect.Type, docs goDocs, sealed []string
 func generateCatalogueDoc(t *testing.T) string {
 	docs := parseDocs(t)
 	var b strings.Builder
+	b.WriteString("\n\n## Actions, permissions and consent\n\n")
+	b.WriteString("| action | permission needed | customer consent | consent relied on | stopped by forced recording | runs until ended |\n| --- | --- | --- | --- | --- | --- |\n")
+	yes := func(v bool) string {
+		if v {
+			return "yes"
+		}
+		return "no"
+	}
+	for _, a := range domain.Actions() {
+		r, _ := a.Rule()
+		perm, consentOf := "none", "—"
+		if r.Permission != "" {
+			perm = "`" + string(r.Permission) + "`"
+		}
+		if r.Consent {
+			consentOf = "`" + string(r.ConsentAction) + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", a, perm, yes(r.Consent), consentOf, yes(r.ForcedRecording), yes(r.Continuous))
+	}
 	b.WriteString("\n")
 	for _, kind := range strings.Fields(streamKind) {
 		fmt.Fprintf(&b, "\n## %s events\n\n", kind)

@@ -45,21 +45,36 @@ func (p Permission) Valid() bool {
 // permission, all fifteen always present in the log so that a reader never
 // has to guess a default.
 type PermissionSet struct {
-	RemoteControl      bool `json:"remote_control"`
-	Reboot             bool `json:"reboot"`
-	DesktopView        bool `json:"desktop_view"`
-	RecordSessions     bool `json:"record_sessions"`
-	FileTransfer       bool `json:"file_transfer"`
-	PrivateSession     bool `json:"private_session"`
-	FileManager        bool `json:"file_manager"`
+	// RemoteControl: start remote control (Lancer le contrôle à distance).
+	RemoteControl bool `json:"remote_control"`
+	// Reboot: reboot the device and reconnect (Redémarrer).
+	Reboot bool `json:"reboot"`
+	// DesktopView: view the desktop without control (Lancer l'affichage du bureau).
+	DesktopView bool `json:"desktop_view"`
+	// RecordSessions: record sessions (Enregistrer les sessions).
+	RecordSessions bool `json:"record_sessions"`
+	// FileTransfer: send and receive files (Envoyer et recevoir des fichiers).
+	FileTransfer bool `json:"file_transfer"`
+	// PrivateSession: start private sessions (Démarrer des sessions privées).
+	PrivateSession bool `json:"private_session"`
+	// FileManager: open the file manager (Lancer le gestionnaire de fichiers).
+	FileManager bool `json:"file_manager"`
+	// RequestCredentials: ask for Windows credentials (Demander les identifiants Windows).
 	RequestCredentials bool `json:"request_credentials"`
-	SendURL            bool `json:"send_url"`
-	ClipboardSync      bool `json:"clipboard_sync"`
-	SystemInfo         bool `json:"system_info"`
-	DeployScript       bool `json:"deploy_script"`
-	OneTimePrompt      bool `json:"one_time_prompt"`
-	TransferSession    bool `json:"transfer_session"`
-	ScreenShare        bool `json:"screen_share"`
+	// SendURL: send URLs (Envoyer des URL).
+	SendURL bool `json:"send_url"`
+	// ClipboardSync: synchronise the clipboard (Autoriser la synchronisation du presse-papiers).
+	ClipboardSync bool `json:"clipboard_sync"`
+	// SystemInfo: view system information (Afficher les informations système).
+	SystemInfo bool `json:"system_info"`
+	// DeployScript: deploy scripts (Déployer des scripts).
+	DeployScript bool `json:"deploy_script"`
+	// OneTimePrompt: ask one consent for all actions (Utiliser une invite unique pour toutes les autorisations); the group policy must allow it too.
+	OneTimePrompt bool `json:"one_time_prompt"`
+	// TransferSession: transfer sessions (Transférer des sessions).
+	TransferSession bool `json:"transfer_session"`
+	// ScreenShare: share the technician's screen with the customer (Autoriser le partage d'écran avec les clients).
+	ScreenShare bool `json:"screen_share"`
 }
 
 // GrantAll returns a set with all fifteen permissions granted.

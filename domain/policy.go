@@ -20,11 +20,13 @@ func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 type PasswordPolicy struct {
 	// MinLength is the minimum number of characters (runes).
 	MinLength int `json:"min_length"`
-	// RequireUpper, RequireLower, RequireDigit and RequireSymbol demand at
-	// least one character of each class.
-	RequireUpper  bool `json:"require_upper"`
-	RequireLower  bool `json:"require_lower"`
-	RequireDigit  bool `json:"require_digit"`
+	// RequireUpper demands an upper-case letter.
+	RequireUpper bool `json:"require_upper"`
+	// RequireLower demands a lower-case letter.
+	RequireLower bool `json:"require_lower"`
+	// RequireDigit demands a digit.
+	RequireDigit bool `json:"require_digit"`
+	// RequireSymbol demands a punctuation mark, symbol or space.
 	RequireSymbol bool `json:"require_symbol"`
 	// MaxAge is the password lifetime; 0 means passwords do not expire.
 	MaxAge Seconds `json:"max_age_s"`

@@ -776,9 +776,12 @@ func (s *Session) open() error {
 	return nil
 }
 
-// allowedAfterClose lists what may follow session.closed: the recording
-// pipeline, the relay's own end, audited refusals and compliance.
-func allowedAfterClose(typ string) bool {
+// AllowedAfterClose reports whether an event of type typ may be appended to
+// a closed session's stream: the recording pipeline (recording_stopped,
+// recording_stored, recording_failed, recording_viewed), the relay's own
+// end (relay_closed), audited refusals (action_denied) and compliance
+// events.
+func AllowedAfterClose(typ string) bool {
 	switch typ {
 	case "session.recording_stopped", "session.recording_stored", "session.recording_failed",
 		"session.recording_viewed", "session.relay_closed", "session.action_denied":
@@ -787,14 +790,8 @@ func allowedAfterClose(typ string) bool {
 	return IsComplianceEvent(typ)
 }
 
-// AllowedAfterClose reports whether an event of type typ may be appended to
-// a closed session's stream: recording_stopped, recording_stored,
-// recording_failed, recording_viewed, relay_closed, action_denied and
-// compliance events.
-func AllowedAfterClose(typ string) bool { return allowedAfterClose(typ) }
-
 func (s *Session) one(cmd Cmd, p Payload) ([]Event, error) {
-	if s.closed && !allowedAfterClose(p.EventType()) {
+	if s.closed && !AllowedAfterClose(p.EventType()) {
 		return nil, coded(CodeSessionClosed, ErrSessionClosed, "session %s is closed", s.guid)
 	}
 	e, err := s.record(cmd, p, s.apply)

@@ -86,7 +86,6 @@ type Ledger struct {
 	done     chan struct{}
 	grown    chan growth // tenants whose log grew, for the checkpointer
 	runOnce  sync.Once
-	runErr   error
 	stopOnce sync.Once
 }
 
@@ -141,7 +140,7 @@ func (l *Ledger) Run(ctx context.Context) error {
 		wg.Wait()
 		close(l.done)
 	})
-	return l.runErr
+	return nil
 }
 
 // Close stops accepting appends and, if Run was started, waits until every

@@ -249,6 +249,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			}
 			before := bl.store.snapshot()
 			bl.store.maxCommit.Store(0)
+			scansBefore, err := tableScans(ctx, pool)
+			if err != nil {
+				_ = bl.close()
+				return err
+			}
 			n, d, err := measure(fmt.Sprintf("ledger.Append batch %d", batch), cfg.events, func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
 				return appendCase(ctx, bl.ledger, sessions, cfg.concurrency, batch, dl, tick)
 			})
@@ -257,14 +262,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 				return err
 			}
 			s := bl.store.snapshot().sub(before)
+			scansAfter, err := tableScans(ctx, pool)
+			if err != nil {
+				_ = bl.close()
+				return err
+			}
+			scans := scansAfter.sub(scansBefore)
 			r := result{what: fmt.Sprintf("ledger.Append, %d callers × %d events/call", cfg.concurrency, batch), events: n, dur: d, ref: "B1"}
 			results = append(results, r)
 			appendRates = append(appendRates, r)
 			if s.commits > 0 {
-				details = append(details, fmt.Sprintf("| %d | %d | %.1f | %.1f | %.2f | %.2f | %.0f%% | %d | %d |",
+				details = append(details, fmt.Sprintf("| %d | %d | %.1f | %.1f | %.2f | %.2f | %.0f%% | %d | %d | %d | %d |",
 					batch, s.commits, float64(s.reqs)/float64(s.commits), float64(s.events)/float64(s.commits),
 					float64(s.nanos)/float64(s.commits)/1e6, float64(bl.store.maxCommit.Load())/1e6,
-					100*float64(s.nanos)/float64(d), s.keyLookups, s.keyCreates))
+					100*float64(s.nanos)/float64(d), s.keyLookups, s.keyCreates, scans.seqScans, scans.seqRows))
 			}
 		}
 		logf("closing the ledger (final checkpoints)")
@@ -343,8 +354,8 @@ func printReport(w io.Writer, cfg config, server string, results []result, detai
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Group commit (the ledger's single writer, measured around Store.Commit):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| events/call | commits | requests/commit | events/commit | mean commit ms | max commit ms | writer busy | key lookups | key creates |")
-		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| events/call | commits | requests/commit | events/commit | mean commit ms | max commit ms | writer busy | key lookups | key creates | seq scans of events | rows read by them |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, d := range details {
 			fmt.Fprintln(w, d)
 		}
@@ -401,6 +412,23 @@ func progress(w io.Writer, name string, start time.Time) (func(int64), func()) {
 		}
 	}()
 	return func(n int64) { done.Store(n) }, func() { close(stop); <-finished }
+}
+
+// scans counts sequential scans of the events table (pg_stat_user_tables),
+// which an append path should never need.
+type scans struct{ seqScans, seqRows int64 }
+
+func (a scans) sub(b scans) scans { return scans{a.seqScans - b.seqScans, a.seqRows - b.seqRows} }
+
+func tableScans(ctx context.Context, pool *pgxpool.Pool) (scans, error) {
+	var s scans
+	// Backends flush their statistics about once a second; wait for that.
+	time.Sleep(1100 * time.Millisecond)
+	err := pool.QueryRow(ctx, `SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'events'`).Scan(&s.seqScans, &s.seqRows)
+	if err != nil {
+		return s, fmt.Errorf("table statistics: %w", err)
+	}
+	return s, nil
 }
 
 func serverInfo(ctx context.Context, pool *pgxpool.Pool) (string, error) {

@@ -310,3 +310,21 @@ func newFlagSet() *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	return fs
 }
+
+// TestReadmeListsEverySetting keeps the README's configuration table true.
+func TestReadmeListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	for _, s := range c.settings() {
+		row := fmt.Sprintf("| `%s` | `--%s` |", s.env, s.flag)
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no row starting %q", row)
+		}
+		if s.def != "" && !strings.Contains(string(readme), "`"+s.def+"`") {
+			t.Errorf("README.md does not give the default %q of %s", s.def, s.env)
+		}
+	}
+}

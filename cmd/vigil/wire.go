@@ -11,7 +11,6 @@ import (
 	"github.com/vigilhq/vigil/adapters/keys"
 	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // system is the wired core: database, keys, store, sealer and ledger.
@@ -82,8 +81,6 @@ func (s *system) loadKeys() error {
 	s.keys = m
 	return nil
 }
-
-func (s *system) verifiers() note.Verifiers { return note.VerifierList(s.keys.Verifier) }
 
 // Close stops the ledger (committing what is queued) and releases the
 // database.

@@ -122,6 +122,61 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Proofs", func(t *testing.T) { testProofs(t, newStore) })
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, newStore) })
 	t.Run("TenantsHaveSeparateLogs", func(t *testing.T) { testTenants(t, newStore) })
+	t.Run("CloseCommitsQueued", func(t *testing.T) { testClose(t, newStore) })
+}
+
+func testClose(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	env := NewEnv(t, newStore, ledger.Options{MaxBatchEvents: 8})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked, refused := 0, 0
+	start := make(chan struct{})
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			guid := fmt.Sprintf("%032x", 900+w)
+			<-start
+			for i := 0; i < 50; i++ {
+				_, err := env.Ledger.Append(ctx, domain.SessionStream(guid), ledger.AnyVersion, Chat(t, "t1", guid, "x"))
+				mu.Lock()
+				switch {
+				case err == nil:
+					acked++
+				case errors.Is(err, ledger.ErrClosed):
+					refused++
+				default:
+					t.Error(err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	time.Sleep(20 * time.Millisecond)
+	env.Ledger.Close() // while appends are in flight
+	wg.Wait()
+	head, err := env.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head != int64(acked) {
+		t.Errorf("%d appends acknowledged, %d committed", acked, head)
+	}
+	if acked == 0 || refused == 0 {
+		t.Logf("close raced differently than planned: %d acked, %d refused", acked, refused)
+	}
+	// Close made a final checkpoint covering everything committed.
+	if head > 0 {
+		cp, err := env.Store.LatestCheckpoint(ctx, "t1")
+		if err != nil || cp.Size != head {
+			t.Errorf("final checkpoint %+v, %v; want size %d", cp, err, head)
+		}
+	}
+	if _, err := env.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testAppendRead(t *testing.T, newStore NewStore) {

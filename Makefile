@@ -1,0 +1,37 @@
+# The test command of README.md; .ci/run calls `make ci`.
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: test ci lint fmt-check build fuzz bench run
+
+## test: the whole suite against the local PostgreSQL, with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## ci: formatting, vet, staticcheck, then the whole suite
+ci: fmt-check lint test
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint:
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+build:
+	$(GO) build -o bin/vigil ./cmd/vigil
+
+## fuzz: run each fuzz target for a while (FUZZTIME=30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run=^$$ -fuzz=FuzzLeafRoundTrip -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
+
+## bench: the ledger benchmark of docs/performance.md
+bench:
+	$(GO) run ./bench/ledgerbench
+
+## run: vigil serve against the local PostgreSQL
+run:
+	$(GO) run ./cmd/vigil serve
