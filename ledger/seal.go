@@ -268,10 +268,9 @@ func (s *Sealer) keyForSubject(ctx context.Context, tenant string, subject domai
 	}
 	s.mu.Unlock()
 
-	w, err := s.keys.SubjectKey(ctx, tenant, subject)
-	if errors.Is(err, domain.ErrNotFound) {
-		w, err = s.createKey(ctx, tenant, subject)
-	}
+	// Get-or-create in one call: a new subject (a new session) costs one
+	// round trip, an existing one the same.
+	w, err := s.createKey(ctx, tenant, subject)
 	if err != nil {
 		return "", nil, err
 	}

@@ -65,8 +65,11 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
-	if cfg.MaxConns < 8 {
-		cfg.MaxConns = 8
+	// The ledger writer, key look-ups, subscribers and the listener each
+	// hold a connection at times; pgx's default (the CPU count) starves them
+	// on small machines.
+	if cfg.MaxConns < 16 && !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = 16
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

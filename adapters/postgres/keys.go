@@ -41,14 +41,26 @@ func (s *Store) SubjectKeyByID(ctx context.Context, keyID string) (ledger.Wrappe
 	return scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM subject_keys WHERE key_id = $1`, keyID))
 }
 
-// CreateSubjectKey implements ledger.KeyStore.
+// CreateSubjectKey implements ledger.KeyStore in one statement: insert
+// unless the subject has a key, and return the stored key either way.
 func (s *Store) CreateSubjectKey(ctx context.Context, k ledger.WrappedKey) (ledger.WrappedKey, error) {
-	_, err := s.pool.Exec(ctx, `INSERT INTO subject_keys (key_id, tenant, subject, master_key_id, wrapped) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (tenant, subject) DO NOTHING`, k.KeyID, k.Tenant, string(k.Subject), k.MasterKeyID, k.Wrapped)
+	w, err := scanKey(s.pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO subject_keys (key_id, tenant, subject, master_key_id, wrapped) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (tenant, subject) DO NOTHING
+			RETURNING `+keyColumns+`)
+		SELECT `+keyColumns+` FROM ins
+		UNION ALL
+		SELECT `+keyColumns+` FROM subject_keys WHERE tenant = $2 AND subject = $3 AND NOT EXISTS (SELECT 1 FROM ins)`,
+		k.KeyID, k.Tenant, string(k.Subject), k.MasterKeyID, k.Wrapped))
+	if errors.Is(err, domain.ErrNotFound) {
+		// A concurrent insert committed after this statement's snapshot:
+		// it is there now.
+		return s.SubjectKey(ctx, k.Tenant, k.Subject)
+	}
 	if err != nil {
 		return ledger.WrappedKey{}, fmt.Errorf("create subject key: %w", translate(err))
 	}
-	return s.SubjectKey(ctx, k.Tenant, k.Subject)
+	return w, nil
 }
 
 // DestroySubjectKey implements ledger.KeyStore. It notifies every listening

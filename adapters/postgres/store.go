@@ -119,33 +119,53 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 		}
 	}
 
-	tx, err := s.pool.Begin(ctx)
+	// The transaction takes two round trips: BEGIN, the lock and every read
+	// in one pipelined batch; every write and COMMIT in another.
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("commit: begin: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
+	defer c.Release()
+	conn := c.Conn()
+	inTx := false
 	defer func() {
-		if err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+		if err != nil && inTx {
+			if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				// The connection is unusable; make sure the pool drops it.
+				_ = conn.Close(context.WithoutCancel(ctx))
+			}
 		}
 	}()
 
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, writerLockKey)
 	b.Queue(`SELECT coalesce(max(position), 0) FROM events`)
+	// Prepared statements switch to a generic plan after five runs; planned
+	// while events is small, that plan scans the whole table for the id
+	// lookup. Plan this one for its actual ids every time.
+	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
 	b.Queue(`SELECT `+eventColumns+` FROM events WHERE id = ANY($1)`, ids)
+	b.Queue(`SET LOCAL plan_cache_mode = auto`)
 	b.Queue(`SELECT s.tenant, s.stream, s.version FROM streams s
 		JOIN unnest($1::text[], $2::text[]) AS u(tenant, stream) ON s.tenant = u.tenant AND s.stream = u.stream`, sTenants, sStreams)
 	b.Queue(`SELECT tenant, size FROM tenant_logs WHERE tenant = ANY($1)`, tenants)
-	br := tx.SendBatch(ctx, b)
+	inTx = true
+	br := conn.SendBatch(ctx, b)
 	var head int64
 	existing := map[uuid.UUID]domain.Event{}
 	versions := map[streamKey]int64{}
 	sizes := map[string]int64{}
 	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+		for i := 0; i < 2; i++ { // BEGIN, lock
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		if err := br.QueryRow().Scan(&head); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil { // SET
 			return err
 		}
 		rows, err := br.Query()
@@ -161,6 +181,9 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 			existing[e.ID] = e
 		}
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil { // SET
 			return err
 		}
 		rows, err = br.Query()
@@ -214,7 +237,7 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 		if !ok || f.Size() != size {
 			// Another process appended, or this one has not seen the
 			// tenant yet: rebuild the right edge from the stored hashes.
-			hs, err := readHashes(ctx, tx, tenant, ledger.FrontierIndexes(size))
+			hs, err := readHashes(ctx, conn, tenant, ledger.FrontierIndexes(size))
 			if err != nil {
 				return nil, err
 			}
@@ -227,11 +250,11 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	}
 
 	var (
-		eventRows [][]any
-		hashRows  [][]any
-		inBatch   = map[uuid.UUID]domain.Event{}
-		computed  []tlog.Hash
-		written   int
+		ev       eventCols
+		hs       hashCols
+		inBatch  = map[uuid.UUID]domain.Event{}
+		computed []tlog.Hash
+		written  int
 	)
 	for _, r := range reqs {
 		stored := make([]domain.Event, 0, len(r.Events))
@@ -283,53 +306,55 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 			start := tlog.StoredHashIndex(0, e.Seq)
 			computed = f.Append(computed[:0], e.LeafHash)
 			for j, h := range computed {
-				hashRows = append(hashRows, []any{r.Tenant, start + int64(j), h[:]})
+				hs.add(r.Tenant, start+int64(j), h)
 			}
-			eventRows = append(eventRows, []any{
-				e.Position, [16]byte(e.ID), e.Tenant, e.Stream, e.Version, e.Seq, e.Type, int32(e.Schema),
-				e.OccurredAt, e.RecordedAt, string(e.Actor.Kind), e.Actor.ID, []byte(e.Data),
-				ledger.EncodeSealed(e.Sealed), e.LeafHash[:],
-			})
+			ev.add(e)
 			inBatch[e.ID] = *e
 		}
 		versions[k] = cur + int64(len(r.Events))
 		sizes[r.Tenant] = f.Size()
 		written++
 	}
-	if written == 0 {
-		// Nothing new: every request was a retry or failed its checks.
-		return tx.Commit(ctx)
-	}
-
-	if _, err = tx.CopyFrom(ctx, pgx.Identifier{"events"},
-		[]string{"position", "id", "tenant", "stream", "version", "seq", "type", "schema", "occurred_at", "recorded_at", "actor_kind", "actor_id", "data", "sealed", "leaf_hash"},
-		pgx.CopyFromRows(eventRows)); err != nil {
-		return fmt.Errorf("commit: insert events: %w", translate(err))
-	}
-	if _, err = tx.CopyFrom(ctx, pgx.Identifier{"merkle_hashes"}, []string{"tenant", "idx", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
-		return fmt.Errorf("commit: insert hashes: %w", translate(err))
-	}
-	var vt, vs []string
-	var vv []int64
-	for k, v := range versions {
-		vt, vs, vv = append(vt, k.tenant), append(vs, k.stream), append(vv, v)
-	}
-	var st []string
-	var sv []int64
-	for t, n := range sizes {
-		st, sv = append(st, t), append(sv, n)
-	}
 	b = &pgx.Batch{}
-	b.Queue(`INSERT INTO streams (tenant, stream, version) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-		ON CONFLICT (tenant, stream) DO UPDATE SET version = EXCLUDED.version WHERE streams.version <> EXCLUDED.version`, vt, vs, vv)
-	b.Queue(`INSERT INTO tenant_logs (tenant, size) SELECT * FROM unnest($1::text[], $2::bigint[])
-		ON CONFLICT (tenant) DO UPDATE SET size = EXCLUDED.size WHERE tenant_logs.size <> EXCLUDED.size`, st, sv)
-	b.Queue(`SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(head, 10))
-	if err = tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("commit: update heads: %w", translate(err))
+	if written > 0 {
+		b.Queue(`INSERT INTO events (position, id, tenant, stream, version, seq, type, schema, occurred_at, recorded_at, actor_kind, actor_id, data, sealed, leaf_hash)
+			SELECT p, i, t, s, v, q, ty, sc, o, r, ak, ai, d::json, se, l
+			FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[],
+				$9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])
+				AS u(p, i, t, s, v, q, ty, sc, o, r, ak, ai, d, se, l)`,
+			ev.position, ev.id, ev.tenant, ev.stream, ev.version, ev.seq, ev.typ, ev.schema,
+			ev.occurred, ev.recorded, ev.actorKind, ev.actorID, ev.data, ev.sealed, ev.leaf)
+		b.Queue(`INSERT INTO merkle_hashes (tenant, idx, hash) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])`,
+			hs.tenant, hs.idx, hs.hash)
+		var vt, vs []string
+		var vv []int64
+		for k, v := range versions {
+			vt, vs, vv = append(vt, k.tenant), append(vs, k.stream), append(vv, v)
+		}
+		var st []string
+		var sv []int64
+		for t, n := range sizes {
+			st, sv = append(st, t), append(sv, n)
+		}
+		b.Queue(`INSERT INTO streams (tenant, stream, version) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+			ON CONFLICT (tenant, stream) DO UPDATE SET version = EXCLUDED.version WHERE streams.version <> EXCLUDED.version`, vt, vs, vv)
+		b.Queue(`INSERT INTO tenant_logs (tenant, size) SELECT * FROM unnest($1::text[], $2::bigint[])
+			ON CONFLICT (tenant) DO UPDATE SET size = EXCLUDED.size WHERE tenant_logs.size <> EXCLUDED.size`, st, sv)
+		b.Queue(`SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(head, 10))
 	}
-	if err = tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	// Nothing new when every request was a retry or failed its checks:
+	// the transaction then only commits its reads.
+	b.Queue(`COMMIT`)
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("commit: %w", translate(err))
+	}
+	inTx = false
+	if conn.PgConn().TxStatus() != 'I' {
+		// A COMMIT of an aborted transaction answers ROLLBACK without an
+		// error; nothing was written.
+		inTx = true
+		err = errors.New("commit: transaction was rolled back")
+		return err
 	}
 	s.mu.Lock()
 	for t, f := range frontiers {
@@ -604,4 +629,48 @@ func translate(err error) error {
 		return fmt.Errorf("%s: %w", pgErr.ConstraintName, domain.ErrConflict)
 	}
 	return err
+}
+
+// eventCols holds the rows of a commit as column arrays, for one
+// INSERT ... SELECT FROM unnest(...) in the commit's write batch.
+type eventCols struct {
+	position, version, seq []int64
+	id                     [][16]byte
+	tenant, stream, typ    []string
+	schema                 []int32
+	occurred, recorded     []time.Time
+	actorKind, actorID     []string
+	data                   []string
+	sealed, leaf           [][]byte
+}
+
+func (c *eventCols) add(e *domain.Event) {
+	c.position = append(c.position, e.Position)
+	c.id = append(c.id, [16]byte(e.ID))
+	c.tenant = append(c.tenant, e.Tenant)
+	c.stream = append(c.stream, e.Stream)
+	c.version = append(c.version, e.Version)
+	c.seq = append(c.seq, e.Seq)
+	c.typ = append(c.typ, e.Type)
+	c.schema = append(c.schema, int32(e.Schema))
+	c.occurred = append(c.occurred, e.OccurredAt)
+	c.recorded = append(c.recorded, e.RecordedAt)
+	c.actorKind = append(c.actorKind, string(e.Actor.Kind))
+	c.actorID = append(c.actorID, e.Actor.ID)
+	c.data = append(c.data, string(e.Data))
+	c.sealed = append(c.sealed, ledger.EncodeSealed(e.Sealed))
+	leaf := e.LeafHash
+	c.leaf = append(c.leaf, leaf[:])
+}
+
+type hashCols struct {
+	tenant []string
+	idx    []int64
+	hash   [][]byte
+}
+
+func (c *hashCols) add(tenant string, idx int64, h tlog.Hash) {
+	c.tenant = append(c.tenant, tenant)
+	c.idx = append(c.idx, idx)
+	c.hash = append(c.hash, h[:])
 }

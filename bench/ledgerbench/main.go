@@ -66,6 +66,7 @@ type config struct {
 	writerBatch   int
 	cases         map[string]bool
 	cpuprofile    string
+	trace         bool
 }
 
 var allCases = []string{"copy", "insert", "copy-1w", "append1", "append10", "append100", "verify"}
@@ -84,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.writerBatch, "writer-batch", 2000, "rows per CopyFrom transaction in the single-writer COPY baseline (the ledger's default MaxBatchEvents)")
 	cases := fs.String("cases", strings.Join(allCases, ","), "comma-separated measurements to run, of "+strings.Join(allCases, ","))
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measurements to `file`")
+	fs.BoolVar(&c.trace, "trace", false, "time every statement on the ledger's connections and print a breakdown per append case")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -162,6 +164,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	defer bpool.Close()
 
+	// Build every workload first, so that neither the timings nor the CPU
+	// profile include making events.
+	logf("generating workloads")
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	var rows [][]any
+	if cfg.cases["copy"] || cfg.cases["insert"] || cfg.cases["copy-1w"] {
+		sessions, err := genSessions(cfg.events, cfg.sessionEvents, cfg.tenants, rng)
+		if err != nil {
+			return err
+		}
+		rows = baselineRows(sessions)
+	}
+	appendSessions := map[int][]*session{}
+	for _, batch := range []int{1, 10, 100} {
+		if cfg.cases[fmt.Sprintf("append%d", batch)] {
+			if appendSessions[batch], err = genSessions(cfg.events, cfg.sessionEvents, cfg.tenants, rng); err != nil {
+				return err
+			}
+		}
+	}
+
 	if cfg.cpuprofile != "" {
 		f, err := os.Create(cfg.cpuprofile)
 		if err != nil {
@@ -174,7 +197,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		defer pprof.StopCPUProfile()
 	}
 
-	rng := mrand.New(mrand.NewPCG(1, 2))
 	var results []result
 	var details []string
 	measure := func(name string, total int, fn func(deadline time.Time, tick func(int64)) (int64, time.Duration, error)) (int64, time.Duration, error) {
@@ -190,39 +212,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	// Baselines.
-	if cfg.cases["copy"] || cfg.cases["insert"] || cfg.cases["copy-1w"] {
-		sessions, err := genSessions(cfg.events, cfg.sessionEvents, cfg.tenants, rng)
+	if cfg.cases["copy"] {
+		n, d, err := measure("baseline copy", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
+			return copyBaseline(ctx, bpool, rows, cfg.concurrency, cfg.copyBatch, dl, tick)
+		})
 		if err != nil {
 			return err
 		}
-		rows := baselineRows(sessions)
-		if cfg.cases["copy"] {
-			n, d, err := measure("baseline copy", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
-				return copyBaseline(ctx, bpool, rows, cfg.concurrency, cfg.copyBatch, dl, tick)
-			})
-			if err != nil {
-				return err
-			}
-			results = append(results, result{what: fmt.Sprintf("B1 baseline: raw COPY, %d goroutines × %d rows/tx", cfg.concurrency, cfg.copyBatch), events: n, dur: d, label: "B1"})
+		results = append(results, result{what: fmt.Sprintf("B1 baseline: raw COPY, %d goroutines × %d rows/tx", cfg.concurrency, cfg.copyBatch), events: n, dur: d, label: "B1"})
+	}
+	if cfg.cases["copy-1w"] {
+		n, d, err := measure("baseline copy single writer", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
+			return copyBaseline(ctx, bpool, rows, 1, cfg.writerBatch, dl, tick)
+		})
+		if err != nil {
+			return err
 		}
-		if cfg.cases["copy-1w"] {
-			n, d, err := measure("baseline copy single writer", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
-				return copyBaseline(ctx, bpool, rows, 1, cfg.writerBatch, dl, tick)
-			})
-			if err != nil {
-				return err
-			}
-			results = append(results, result{what: fmt.Sprintf("B3 baseline: raw COPY, 1 writer × %d rows/tx (the ledger's writer shape)", cfg.writerBatch), events: n, dur: d, label: "B3", ref: "B1"})
+		results = append(results, result{what: fmt.Sprintf("B3 baseline: raw COPY, 1 writer × %d rows/tx (the ledger's writer shape)", cfg.writerBatch), events: n, dur: d, label: "B3", ref: "B1"})
+	}
+	if cfg.cases["insert"] {
+		n, d, err := measure("baseline insert", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
+			return insertBaseline(ctx, bpool, rows, cfg.concurrency, dl, tick)
+		})
+		if err != nil {
+			return err
 		}
-		if cfg.cases["insert"] {
-			n, d, err := measure("baseline insert", len(rows), func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
-				return insertBaseline(ctx, bpool, rows, cfg.concurrency, dl, tick)
-			})
-			if err != nil {
-				return err
-			}
-			results = append(results, result{what: fmt.Sprintf("B2 baseline: raw single-row INSERT per tx, %d goroutines", cfg.concurrency), events: n, dur: d, label: "B2", ref: "B1"})
-		}
+		results = append(results, result{what: fmt.Sprintf("B2 baseline: raw single-row INSERT per tx, %d goroutines", cfg.concurrency), events: n, dur: d, label: "B2", ref: "B1"})
 	}
 
 	// Ledger appends, all into one ledger, whose log Verify then checks.
@@ -230,8 +245,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		appendRates []result
 		verifiers   note.Verifiers
 	)
+	var traces []func(io.Writer)
 	if cfg.cases["append1"] || cfg.cases["append10"] || cfg.cases["append100"] {
-		st := postgres.NewStore(pool, postgres.Options{Logger: logger})
+		// With -trace, the ledger gets its own pool, configured as
+		// postgres.Open configured the first one, plus the tracer.
+		lpool := pool
+		var tracer *sqlTracer
+		if cfg.trace {
+			tracer = newSQLTracer()
+			pc := pool.Config()
+			pc.ConnConfig.Tracer = queryTracer{tracer}
+			if lpool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+				return err
+			}
+			defer lpool.Close()
+		}
+		st := postgres.NewStore(lpool, postgres.Options{Logger: logger})
 		defer st.Close()
 		bl, err := startLedger(ctx, st, logger)
 		if err != nil {
@@ -242,11 +271,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			if !cfg.cases[fmt.Sprintf("append%d", batch)] {
 				continue
 			}
-			sessions, err := genSessions(cfg.events, cfg.sessionEvents, cfg.tenants, rng)
-			if err != nil {
-				_ = bl.close()
-				return err
-			}
+			sessions := appendSessions[batch]
 			before := bl.store.snapshot()
 			bl.store.maxCommit.Store(0)
 			scansBefore, err := tableScans(ctx, pool)
@@ -254,6 +279,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 				_ = bl.close()
 				return err
 			}
+			if tracer != nil {
+				tracer.reset()
+			}
+			acquireBefore := lpool.Stat()
 			n, d, err := measure(fmt.Sprintf("ledger.Append batch %d", batch), cfg.events, func(dl time.Time, tick func(int64)) (int64, time.Duration, error) {
 				return appendCase(ctx, bl.ledger, sessions, cfg.concurrency, batch, dl, tick)
 			})
@@ -262,6 +291,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 				return err
 			}
 			s := bl.store.snapshot().sub(before)
+			acquireAfter := lpool.Stat()
+			if tracer != nil {
+				title := fmt.Sprintf("Statements during ledger.Append, %d events/call (%d commits; %d of %d connection acquires waited for a free connection of %d, %.2f s in all):",
+					batch, s.commits, acquireAfter.EmptyAcquireCount()-acquireBefore.EmptyAcquireCount(), acquireAfter.AcquireCount()-acquireBefore.AcquireCount(),
+					acquireAfter.MaxConns(), (acquireAfter.EmptyAcquireWaitTime() - acquireBefore.EmptyAcquireWaitTime()).Seconds())
+				stats := tracer.reset()
+				traces = append(traces, func(w io.Writer) { printSQLStats(w, title, stats, s.commits) })
+			}
 			scansAfter, err := tableScans(ctx, pool)
 			if err != nil {
 				_ = bl.close()
@@ -298,9 +335,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return fmt.Errorf("verify: %w", err)
 		}
 		logf("ledger.Verify: %d events, %d hashes, %d checkpoints in %.2f s", rep.Events, rep.Hashes, rep.Checkpoints, rep.Duration.Seconds())
-		lv, scan, err := loadLeaves(ctx, st)
+		scanned, scan, err := scanLeaves(ctx, st)
 		if err != nil {
 			return err
+		}
+		lv, err := loadLeaves(ctx, st)
+		if err != nil {
+			return err
+		}
+		if int64(lv.n()) != scanned {
+			return fmt.Errorf("two scans of the log found %d and %d events", scanned, lv.n())
 		}
 		if int64(lv.n()) != rep.Events {
 			return fmt.Errorf("verify checked %d events, the scan found %d", rep.Events, lv.n())
@@ -319,6 +363,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	printReport(stdout, cfg, server, results, details, appendRates, verifyRate)
+	for _, t := range traces {
+		t(stdout)
+	}
 	return nil
 }
 
