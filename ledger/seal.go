@@ -122,6 +122,7 @@ type subjectRef struct {
 
 type cachedKey struct {
 	aead      cipher.AEAD // nil when destroyed
+	raw       []byte      // the data key, for HMAC uses; nil when destroyed
 	subject   domain.Subject
 	tenant    string
 	expiresAt time.Time
@@ -327,9 +328,10 @@ func (s *Sealer) createKey(ctx context.Context, tenant string, subject domain.Su
 // remember unwraps w and caches it; it returns a nil AEAD for a destroyed key.
 func (s *Sealer) remember(w WrappedKey) (cipher.AEAD, error) {
 	var aead cipher.AEAD
+	var raw []byte
 	if !w.Destroyed() {
-		raw, err := s.ring.unwrap(w)
-		if err != nil {
+		var err error
+		if raw, err = s.ring.unwrap(w); err != nil {
 			return nil, err
 		}
 		if aead, err = newGCM(raw); err != nil {
@@ -337,7 +339,7 @@ func (s *Sealer) remember(w WrappedKey) (cipher.AEAD, error) {
 		}
 	}
 	s.mu.Lock()
-	s.byID[w.KeyID] = cachedKey{aead: aead, subject: w.Subject, tenant: w.Tenant, expiresAt: s.now().Add(s.ttl)}
+	s.byID[w.KeyID] = cachedKey{aead: aead, raw: raw, subject: w.Subject, tenant: w.Tenant, expiresAt: s.now().Add(s.ttl)}
 	s.subject[subjectRef{w.Tenant, w.Subject}] = w.KeyID
 	s.mu.Unlock()
 	return aead, nil

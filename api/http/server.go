@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
+
+	"github.com/vigilhq/vigil/domain/service"
 )
 
 // Checker reports whether a dependency is usable; a nil error means ready.
@@ -20,12 +23,22 @@ type Options struct {
 	Ready map[string]Checker
 	// Logger receives request errors (default slog.Default()).
 	Logger *slog.Logger
+	// Service runs the /v1 API; without it only the health endpoints
+	// are served.
+	Service *service.Service
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// MaxBody limits request bodies (default DefaultMaxBody).
+	MaxBody int64
 }
 
 // New returns the API's root handler.
 func New(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +64,14 @@ func New(opts Options) http.Handler {
 		}
 		writeJSON(w, status, map[string]any{"status": state, "checks": checks})
 	})
-	return mux
+	if opts.Service != nil {
+		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody}
+		a.routes(mux)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ type Config struct {
 	MasterKeyPrevious  string
 	SigningKeyFile     string
 	LogOrigin          string
+	Region             string
+	TrustedProxies     string
+	SchedulerInterval  time.Duration
 	LogLevel           string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -50,6 +54,9 @@ func (c *Config) settings() []setting {
 		{flag: "master-key-previous", env: "VIGIL_MASTER_KEY_PREVIOUS", def: "", help: "comma-separated older master keys still accepted while a rotation completes", str: &c.MasterKeyPrevious, secret: true},
 		{flag: "signing-key-file", env: "VIGIL_SIGNING_KEY_FILE", def: "", help: "file holding the Ed25519 checkpoint signing key (note format); its verifier key is FILE.pub", str: &c.SigningKeyFile},
 		{flag: "log-origin", env: "VIGIL_LOG_ORIGIN", def: "vigil.local", help: "checkpoint origin prefix and signer name; each tenant's log is ORIGIN/TENANT", str: &c.LogOrigin},
+		{flag: "region", env: "VIGIL_REGION", def: "eu", help: "the region this deployment serves; tenants of other regions are refused", str: &c.Region},
+		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
+		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
@@ -59,12 +66,25 @@ func (c *Config) settings() []setting {
 // bindConfig registers the configuration flags on fs, with defaults taken
 // from getenv, and returns the Config they fill once fs is parsed. Call
 // (*Config).validate after parsing.
-func bindConfig(fs *flag.FlagSet, getenv func(string) string) *Config {
+func bindConfig(fs *flag.FlagSet, getenv func(string) string, without ...string) *Config {
 	c := &Config{}
+settings:
 	for _, s := range c.settings() {
 		def := s.def
 		if v := getenv(s.env); v != "" {
 			def = v
+		}
+		for _, w := range without {
+			if w == s.flag {
+				// The command uses this flag name for something else; the
+				// setting still comes from its variable.
+				if s.str != nil {
+					*s.str = def
+				} else if d, err := time.ParseDuration(def); err == nil {
+					*s.dur = d
+				}
+				continue settings
+			}
 		}
 		help := s.help + " (" + s.env + ")"
 		if s.str != nil {
@@ -96,8 +116,14 @@ func (c *Config) validate() error {
 	if c.DatabaseURL == "" {
 		return fmt.Errorf("VIGIL_DATABASE_URL is empty")
 	}
-	if c.CheckpointInterval <= 0 || c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("checkpoint interval and shutdown timeout must be positive")
+	if c.CheckpointInterval <= 0 || c.ShutdownTimeout <= 0 || c.SchedulerInterval <= 0 {
+		return fmt.Errorf("checkpoint interval, scheduler interval and shutdown timeout must be positive")
+	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
+	if c.Region == "" {
+		return fmt.Errorf("VIGIL_REGION is empty")
 	}
 	if strings.ContainsAny(c.LogOrigin, " \t\n+") || c.LogOrigin == "" {
 		return fmt.Errorf("VIGIL_LOG_ORIGIN=%q: want a name without spaces or '+'", c.LogOrigin)
@@ -106,6 +132,27 @@ func (c *Config) validate() error {
 		return err
 	}
 	return nil
+}
+
+// proxies parses VIGIL_TRUSTED_PROXIES.
+func (c *Config) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("VIGIL_TRUSTED_PROXIES: %q is not a CIDR or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (c *Config) previousKeys() []string {

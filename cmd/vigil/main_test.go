@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -172,7 +173,7 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 func appendSome(t *testing.T, dbURL, dataDir string, n int) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := &Config{DatabaseURL: dbURL, DataDir: dataDir, LogOrigin: "vigil.local", CheckpointInterval: time.Second, Env: "development", LogLevel: "error"}
+	cfg := &Config{DatabaseURL: dbURL, DataDir: dataDir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Second, SchedulerInterval: time.Second, Env: "development", LogLevel: "error"}
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)
 	if err != nil {
 		t.Fatal(err)
@@ -326,5 +327,138 @@ func TestReadmeListsEverySetting(t *testing.T) {
 		if s.def != "" && !strings.Contains(string(readme), "`"+s.def+"`") {
 			t.Errorf("README.md does not give the default %q of %s", s.def, s.env)
 		}
+	}
+}
+
+func TestTenantAndAPIKeyCommands(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ Tenant, Region string }
+	var raw map[string]string
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
+		t.Fatalf("tenant create --json printed %q", out.String())
+	}
+	created.Tenant, created.Region = raw["tenant"], raw["region"]
+	if created.Tenant == "" || created.Region != "eu" || !strings.HasPrefix(raw["admin_key"], "vk_") {
+		t.Fatalf("tenant create printed %v", raw)
+	}
+	// Another region than the deployment's is refused.
+	err := run(ctx, []string{"tenant", "create", "--name", "Initech", "--region", "us"}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "region") {
+		t.Errorf("tenant in another region: %v", err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"apikey", "create", "--tenant", created.Tenant, "--role", "ingest", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var key map[string]string
+	if err := json.Unmarshal(out.Bytes(), &key); err != nil || key["role"] != "ingest" || !strings.HasPrefix(key["key"], "vk_") {
+		t.Fatalf("apikey create printed %q", out.String())
+	}
+	for name, args := range map[string][]string{
+		"BadRole":       {"apikey", "create", "--tenant", created.Tenant, "--role", "god"},
+		"UnknownTenant": {"apikey", "create", "--tenant", "nope", "--role", "admin"},
+		"UnknownKey":    {"apikey", "revoke", "--id", "nope"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := run(ctx, args, env, io.Discard, io.Discard); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+	if err := run(ctx, []string{"apikey", "revoke", "--id", key["key"]}, env, io.Discard, io.Discard); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	// The revoked key no longer authenticates; the admin key does.
+	sys, err := open(ctx, &Config{DatabaseURL: db.URL, DataDir: dir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Second, SchedulerInterval: time.Second, Env: "development", LogLevel: "error"}, newLogger(io.Discard, "error"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	if _, err := sys.service.Authenticate(ctx, key["key"]); err == nil {
+		t.Error("a revoked key authenticates")
+	}
+	if p, err := sys.service.Authenticate(ctx, raw["admin_key"]); err != nil || p.Role != "admin" || p.Tenant != created.Tenant {
+		t.Errorf("admin key: %+v %v", p, err)
+	}
+}
+
+// TestSimulateAgainstRealServer runs the quick start: a serve process on a
+// fresh database, a tenant and an ingest key from the CLI, simulate
+// through HTTP, then verify.
+func TestSimulateAgainstRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr}
+	env := envFunc(vars)
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var tenant map[string]string
+	_ = json.Unmarshal(out.Bytes(), &tenant)
+	out.Reset()
+	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "ingest", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var ingest map[string]string
+	_ = json.Unmarshal(out.Bytes(), &ingest)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
+		}
+	}
+	out.Reset()
+	err := run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
+		"--sessions", "12", "--concurrency", "4", "--seed", "3", "--quiet"}, env, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s\nserver log:\n%s", err, out.String(), logs.String())
+	}
+	for _, want := range []string{"sessions completed:  12/12", "unexpected errors:   0", "requests per second:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("simulate output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Every acknowledged request is in the log, and the log verifies.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--quiet"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify after simulate: %v\n%s", err, out.String())
 	}
 }

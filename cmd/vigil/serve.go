@@ -38,8 +38,19 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		_ = sys.ledger.Run(context.WithoutCancel(ctx))
 	}()
 
+	proxies, _ := cfg.proxies() // validated above
+	schedCtx, stopScheduler := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopScheduler()
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		sys.service.RunScheduler(schedCtx, cfg.SchedulerInterval)
+	}()
+
 	handler := httpapi.New(httpapi.Options{
-		Logger: log,
+		Logger:         log,
+		Service:        sys.service,
+		TrustedProxies: proxies,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {
@@ -62,7 +73,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          nil,
 	}
-	log.Info("vigil serving", "http", ln.Addr().String(), "env", cfg.Env, "data_dir", cfg.DataDir, "log_origin", cfg.LogOrigin)
+	log.Info("vigil serving", "http", ln.Addr().String(), "env", cfg.Env, "region", cfg.Region, "data_dir", cfg.DataDir, "log_origin", cfg.LogOrigin)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -77,6 +88,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	stopScheduler()
+	<-schedDone
 	// Requests are done; commit whatever they queued, then checkpoint.
 	sys.ledger.Close()
 	log.Info("stopped")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -10,18 +11,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vigilhq/vigil/adapters/keys"
 	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 )
 
 // system is the wired core: database, keys, store, sealer and ledger.
 type system struct {
-	cfg    *Config
-	log    *slog.Logger
-	pool   *pgxpool.Pool
-	store  *postgres.Store
-	keys   keys.Material
-	sealer *ledger.Sealer
-	ledger *ledger.Ledger
+	cfg     *Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	store   *postgres.Store
+	keys    keys.Material
+	sealer  *ledger.Sealer
+	ledger  *ledger.Ledger
+	service *service.Service
 }
 
 // open connects to the database (creating it if missing), applies the
@@ -55,7 +58,27 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 		CheckpointInterval: cfg.CheckpointInterval,
 		Logger:             log,
 	})
+	s.service = service.New(service.Config{
+		Log:         s.ledger,
+		Identity:    s.store,
+		Idempotency: s.store,
+		Activity:    s.store,
+		Crypto:      s.sealer,
+		Region:      cfg.Region,
+		Logger:      log,
+	})
 	return s, nil
+}
+
+// openService opens the system for a command that appends: migrated, with
+// the ledger's writer running. Close stops it after committing.
+func openService(ctx context.Context, cfg *Config, stderr io.Writer) (*system, error) {
+	sys, err := open(ctx, cfg, newLogger(stderr, cfg.LogLevel), true)
+	if err != nil {
+		return nil, err
+	}
+	go sys.ledger.Run(context.WithoutCancel(ctx))
+	return sys, nil
 }
 
 func (s *system) loadKeys() error {

@@ -1,0 +1,467 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
+)
+
+// The identity, idempotency and activity stores live in the tables of
+// migration 00002. Every method is safe for concurrent use; times are
+// stored as timestamptz, to the microsecond, and returned in UTC.
+var (
+	_ service.IdentityStore    = (*Store)(nil)
+	_ service.IdempotencyStore = (*Store)(nil)
+	_ service.ActivityStore    = (*Store)(nil)
+)
+
+// nullTime maps the zero time, which the service types use for "not set",
+// to NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// fromNullTime maps NULL back to the zero time, and anything else to UTC.
+func fromNullTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// notFound turns pgx.ErrNoRows into domain.ErrNotFound, naming what was
+// missing.
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), domain.ErrNotFound)
+	}
+	return err
+}
+
+// translateIdentity is translate, plus a foreign key violation (a row naming
+// a tenant that does not exist) as domain.ErrNotFound.
+func translateIdentity(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		return fmt.Errorf("%s: %w", pgErr.ConstraintName, domain.ErrNotFound)
+	}
+	return translate(err)
+}
+
+// execOne runs a statement that must change one row: none is
+// domain.ErrNotFound, naming what was missing.
+func (s *Store) execOne(ctx context.Context, what, sql string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, translateIdentity(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s: %w", what, domain.ErrNotFound)
+	}
+	return nil
+}
+
+// CreateTenant implements service.IdentityStore. A zero CreatedAt is the
+// database's current time. domain.ErrConflict when the id is taken.
+func (s *Store) CreateTenant(ctx context.Context, t service.TenantRecord) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO tenants (id, name, region, created_at) VALUES ($1, $2, $3, coalesce($4, now()))`,
+		t.ID, t.Name, t.Region, nullTime(t.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create tenant %s: %w", t.ID, translateIdentity(err))
+	}
+	return nil
+}
+
+// Tenant implements service.IdentityStore; domain.ErrNotFound for an
+// unknown id.
+func (s *Store) Tenant(ctx context.Context, id string) (service.TenantRecord, error) {
+	var t service.TenantRecord
+	err := s.pool.QueryRow(ctx, `SELECT id, name, region, created_at FROM tenants WHERE id = $1`, id).
+		Scan(&t.ID, &t.Name, &t.Region, &t.CreatedAt)
+	if err != nil {
+		return service.TenantRecord{}, notFound(err, "tenant %s", id)
+	}
+	t.CreatedAt = t.CreatedAt.UTC()
+	return t, nil
+}
+
+const apiKeyColumns = `id, tenant, role, hash, description, created_at, revoked_at`
+
+func scanAPIKey(row pgx.CollectableRow) (service.APIKey, error) {
+	var (
+		k       service.APIKey
+		role    string
+		revoked *time.Time
+	)
+	if err := row.Scan(&k.ID, &k.Tenant, &role, &k.Hash, &k.Description, &k.CreatedAt, &revoked); err != nil {
+		return service.APIKey{}, err
+	}
+	k.Role = service.Role(role)
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.RevokedAt = fromNullTime(revoked)
+	return k, nil
+}
+
+// CreateAPIKey implements service.IdentityStore. A zero CreatedAt is the
+// database's current time. It returns an error of code invalid for a role
+// no API key may have, domain.ErrNotFound when the tenant does not exist,
+// and domain.ErrConflict when the id is taken.
+func (s *Store) CreateAPIKey(ctx context.Context, k service.APIKey) error {
+	if !service.ValidKeyRole(k.Role) {
+		return domain.Errorf(domain.CodeInvalid, "create api key %s: no api key may have role %q", k.ID, k.Role)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7)`,
+		k.ID, k.Tenant, string(k.Role), k.Hash, k.Description, nullTime(k.CreatedAt), nullTime(k.RevokedAt))
+	if err != nil {
+		return fmt.Errorf("create api key %s: %w", k.ID, translateIdentity(err))
+	}
+	return nil
+}
+
+// APIKey implements service.IdentityStore. It returns revoked keys too
+// (RevokedAt set); domain.ErrNotFound for an unknown id.
+func (s *Store) APIKey(ctx context.Context, id string) (service.APIKey, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = $1`, id)
+	k, err := pgx.CollectOneRow(rows, scanAPIKey)
+	if err != nil {
+		return service.APIKey{}, notFound(err, "api key %s", id)
+	}
+	return k, nil
+}
+
+// RevokeAPIKey implements service.IdentityStore: it sets RevokedAt to at
+// unless the key is revoked already, so that the first revocation time
+// stays. domain.ErrNotFound for an unknown id.
+func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
+	return s.execOne(ctx, "revoke api key "+id,
+		`UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`, id, at)
+}
+
+const credentialColumns = `tenant, technician_id, email_index, password_hash, totp_secret, totp_pending, updated_at`
+
+func scanCredential(row pgx.CollectableRow) (service.Credential, error) {
+	var c service.Credential
+	if err := row.Scan(&c.Tenant, &c.TechnicianID, &c.EmailIndex, &c.PasswordHash, &c.TOTPSecret, &c.TOTPPending, &c.UpdatedAt); err != nil {
+		return service.Credential{}, err
+	}
+	c.UpdatedAt = c.UpdatedAt.UTC()
+	return c, nil
+}
+
+// CreateCredential implements service.IdentityStore. A zero UpdatedAt is
+// the database's current time; nil TOTP secrets are stored as NULL and come
+// back nil. domain.ErrConflict when the tenant already has a credential
+// with the technician id or the e-mail index.
+func (s *Store) CreateCredential(ctx context.Context, c service.Credential) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO technician_credentials (`+credentialColumns+`) VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))`,
+		c.Tenant, c.TechnicianID, c.EmailIndex, c.PasswordHash, c.TOTPSecret, c.TOTPPending, nullTime(c.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("create credential %s/%s: %w", c.Tenant, c.TechnicianID, translateIdentity(err))
+	}
+	return nil
+}
+
+// DeleteCredential implements service.IdentityStore. It leaves the
+// technician's tokens alone (EndTechnicianTokens ends them).
+// domain.ErrNotFound when there is no such credential.
+func (s *Store) DeleteCredential(ctx context.Context, tenant, technicianID string) error {
+	return s.execOne(ctx, fmt.Sprintf("delete credential %s/%s", tenant, technicianID),
+		`DELETE FROM technician_credentials WHERE tenant = $1 AND technician_id = $2`, tenant, technicianID)
+}
+
+// Credential implements service.IdentityStore; domain.ErrNotFound when
+// there is no such credential.
+func (s *Store) Credential(ctx context.Context, tenant, technicianID string) (service.Credential, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+credentialColumns+` FROM technician_credentials WHERE tenant = $1 AND technician_id = $2`,
+		tenant, technicianID)
+	c, err := pgx.CollectOneRow(rows, scanCredential)
+	if err != nil {
+		return service.Credential{}, notFound(err, "credential %s/%s", tenant, technicianID)
+	}
+	return c, nil
+}
+
+// CredentialsByEmail implements service.IdentityStore. It returns the
+// credentials ordered by tenant, and none (no error) for an unknown index.
+func (s *Store) CredentialsByEmail(ctx context.Context, emailIndex []byte) ([]service.Credential, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+credentialColumns+` FROM technician_credentials WHERE email_index = $1
+		ORDER BY tenant, technician_id`, emailIndex)
+	cs, err := pgx.CollectRows(rows, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("credentials by e-mail: %w", err)
+	}
+	return cs, nil
+}
+
+// UpdatePassword implements service.IdentityStore: it replaces the
+// password hash and sets UpdatedAt to at. domain.ErrNotFound when there is
+// no such credential.
+func (s *Store) UpdatePassword(ctx context.Context, tenant, technicianID, hash string, at time.Time) error {
+	return s.execOne(ctx, fmt.Sprintf("update password of %s/%s", tenant, technicianID),
+		`UPDATE technician_credentials SET password_hash = $3, updated_at = $4 WHERE tenant = $1 AND technician_id = $2`,
+		tenant, technicianID, hash, at)
+}
+
+// SetTOTP implements service.IdentityStore; nil clears a secret. It leaves
+// UpdatedAt, the time of the password, alone. domain.ErrNotFound when there
+// is no such credential.
+func (s *Store) SetTOTP(ctx context.Context, tenant, technicianID string, secret, pending []byte) error {
+	return s.execOne(ctx, fmt.Sprintf("set totp of %s/%s", tenant, technicianID),
+		`UPDATE technician_credentials SET totp_secret = $3, totp_pending = $4 WHERE tenant = $1 AND technician_id = $2`,
+		tenant, technicianID, secret, pending)
+}
+
+const tokenColumns = `id, tenant, technician_id, hash, scope, created_at, last_seen_at, expires_at, ended_at`
+
+func scanToken(row pgx.CollectableRow) (service.Token, error) {
+	var (
+		t     service.Token
+		ended *time.Time
+	)
+	if err := row.Scan(&t.ID, &t.Tenant, &t.TechnicianID, &t.Hash, &t.Scope, &t.CreatedAt, &t.LastSeenAt, &t.ExpiresAt, &ended); err != nil {
+		return service.Token{}, err
+	}
+	t.CreatedAt = t.CreatedAt.UTC()
+	t.LastSeenAt = t.LastSeenAt.UTC()
+	t.ExpiresAt = t.ExpiresAt.UTC()
+	t.EndedAt = fromNullTime(ended)
+	return t, nil
+}
+
+// CreateToken implements service.IdentityStore. A zero CreatedAt is the
+// database's current time. domain.ErrConflict when the id is taken.
+func (s *Store) CreateToken(ctx context.Context, t service.Token) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO auth_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7, $8, $9)`,
+		t.ID, t.Tenant, t.TechnicianID, t.Hash, t.Scope, nullTime(t.CreatedAt), t.LastSeenAt, t.ExpiresAt, nullTime(t.EndedAt))
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", t.ID, translateIdentity(err))
+	}
+	return nil
+}
+
+// Token implements service.IdentityStore. It returns ended and expired
+// tokens too; domain.ErrNotFound for an unknown id.
+func (s *Store) Token(ctx context.Context, id string) (service.Token, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM auth_tokens WHERE id = $1`, id)
+	t, err := pgx.CollectOneRow(rows, scanToken)
+	if err != nil {
+		return service.Token{}, notFound(err, "token %s", id)
+	}
+	return t, nil
+}
+
+// TouchToken implements service.IdentityStore: it sets LastSeenAt and
+// ExpiresAt of a token that is not ended. An ended token stays as it is,
+// without error: a use authenticated just before a concurrent logout must
+// neither fail nor extend the ended token. domain.ErrNotFound for an
+// unknown id.
+func (s *Store) TouchToken(ctx context.Context, id string, lastSeen, expiresAt time.Time) error {
+	return s.execOne(ctx, "touch token "+id, `UPDATE auth_tokens
+		SET last_seen_at = CASE WHEN ended_at IS NULL THEN $2 ELSE last_seen_at END,
+			expires_at = CASE WHEN ended_at IS NULL THEN $3 ELSE expires_at END
+		WHERE id = $1`, id, lastSeen, expiresAt)
+}
+
+// SetTokenScope implements service.IdentityStore; domain.ErrNotFound for an
+// unknown id.
+func (s *Store) SetTokenScope(ctx context.Context, id, scope string) error {
+	return s.execOne(ctx, "set scope of token "+id, `UPDATE auth_tokens SET scope = $2 WHERE id = $1`, id, scope)
+}
+
+// EndToken implements service.IdentityStore: it sets EndedAt to at unless
+// the token is ended already. It reports true when this call ended the
+// token (it was live until now), and false, changing nothing, when it had
+// been ended before; of several concurrent calls exactly one reports true.
+// domain.ErrNotFound for an unknown id.
+func (s *Store) EndToken(ctx context.Context, id string, at time.Time) (bool, error) {
+	// Tokens are never deleted, so an id the update misses either never
+	// existed or is ended: the second query cannot race a deletion.
+	tag, err := s.pool.Exec(ctx, `UPDATE auth_tokens SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL`, id, at)
+	if err != nil {
+		return false, fmt.Errorf("end token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM auth_tokens WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return false, fmt.Errorf("end token %s: %w", id, err)
+	}
+	if !exists {
+		return false, fmt.Errorf("end token %s: %w", id, domain.ErrNotFound)
+	}
+	return false, nil
+}
+
+// ExpiredTokens implements service.IdentityStore: up to limit tokens not
+// ended whose ExpiresAt is before now, earliest ExpiresAt first (then by
+// id). A limit below 1 returns none.
+func (s *Store) ExpiredTokens(ctx context.Context, now time.Time, limit int) ([]service.Token, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM auth_tokens
+		WHERE ended_at IS NULL AND expires_at < $1 ORDER BY expires_at, id LIMIT $2`, now, limit)
+	ts, err := pgx.CollectRows(rows, scanToken)
+	if err != nil {
+		return nil, fmt.Errorf("expired tokens: %w", err)
+	}
+	return ts, nil
+}
+
+// EndTechnicianTokens implements service.IdentityStore: it sets EndedAt to
+// at on every token of the technician not ended yet, expired or not, and
+// returns how many that was. An unknown technician has none: 0, no error.
+func (s *Store) EndTechnicianTokens(ctx context.Context, tenant, technicianID string, at time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE auth_tokens SET ended_at = $3
+		WHERE tenant = $1 AND technician_id = $2 AND ended_at IS NULL`, tenant, technicianID, at)
+	if err != nil {
+		return 0, fmt.Errorf("end tokens of %s/%s: %w", tenant, technicianID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// claimAttempts bounds how often Claim retries when the entry it collided
+// with is released or purged before it could read it.
+const claimAttempts = 5
+
+// Claim implements service.IdempotencyStore. It inserts the entry unless
+// one exists and then reads the existing one; the primary key makes it
+// race-free: of concurrent Claims of one key exactly one returns
+// (StoredResponse{}, true). The others return the stored entry, with
+// Status 0 and a nil Body while the first request runs. A zero now is the
+// database's current time.
+func (s *Store) Claim(ctx context.Context, k service.IdempotencyKey, requestHash []byte, now time.Time) (service.StoredResponse, bool, error) {
+	for range claimAttempts {
+		tag, err := s.pool.Exec(ctx, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
+			VALUES ($1, $2, $3, $4, coalesce($5, now())) ON CONFLICT (tenant, principal, key) DO NOTHING`,
+			k.Tenant, k.Principal, k.Key, requestHash, nullTime(now))
+		if err != nil {
+			return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", translate(err))
+		}
+		if tag.RowsAffected() == 1 {
+			return service.StoredResponse{}, true, nil
+		}
+		var r service.StoredResponse
+		err = s.pool.QueryRow(ctx, `SELECT request_hash, status, body FROM idempotency_keys
+			WHERE tenant = $1 AND principal = $2 AND key = $3`, k.Tenant, k.Principal, k.Key).Scan(&r.RequestHash, &r.Status, &r.Body)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // released or purged since the insert: claim it again
+		}
+		if err != nil {
+			return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		return r, false, nil
+	}
+	return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: entry vanished %d times in a row", claimAttempts)
+}
+
+// Complete implements service.IdempotencyStore. status must be positive
+// (0 means running); a nil body is stored as NULL and comes back nil.
+// domain.ErrNotFound when the key is not claimed (released or purged).
+func (s *Store) Complete(ctx context.Context, k service.IdempotencyKey, status int, body []byte) error {
+	if status <= 0 {
+		return domain.Errorf(domain.CodeInvalid, "complete idempotency key: status %d", status)
+	}
+	return s.execOne(ctx, "complete idempotency key",
+		`UPDATE idempotency_keys SET status = $4, body = $5 WHERE tenant = $1 AND principal = $2 AND key = $3`,
+		k.Tenant, k.Principal, k.Key, status, body)
+}
+
+// Release implements service.IdempotencyStore. It forgets the entry only
+// while it is running (Status 0): a completed answer stays. Releasing an
+// unknown or completed key does nothing and is no error, so that failure
+// paths may call it unconditionally.
+func (s *Store) Release(ctx context.Context, k service.IdempotencyKey) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE tenant = $1 AND principal = $2 AND key = $3 AND status = 0`,
+		k.Tenant, k.Principal, k.Key)
+	if err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// Purge implements service.IdempotencyStore: it deletes the entries,
+// running or completed, created before cutoff.
+func (s *Store) Purge(ctx context.Context, cutoff time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// idleSeconds stores a timeout in whole seconds, rounding up so that a
+// positive timeout never becomes 0 (never); a negative one is 0.
+func idleSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	n := int64(d / time.Second)
+	if d%time.Second != 0 {
+		n++
+	}
+	return n
+}
+
+// TouchSession implements service.ActivityStore: it inserts or replaces
+// the session's row, even with an older LastActivity, for the scheduler
+// corrects the tracker from the log, which is the truth. IdleAfter is kept
+// in whole seconds, rounded up; a negative one is 0.
+func (s *Store) TouchSession(ctx context.Context, o service.OpenSession) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO open_sessions (tenant, guid, last_activity, idle_after_s, idle_at)
+		VALUES ($1, $2, $3, $4, CASE WHEN $4::bigint > 0 THEN $3::timestamptz + $4::bigint * interval '1 second' END)
+		ON CONFLICT (tenant, guid) DO UPDATE
+		SET last_activity = EXCLUDED.last_activity, idle_after_s = EXCLUDED.idle_after_s, idle_at = EXCLUDED.idle_at`,
+		o.Tenant, o.GUID, o.LastActivity, idleSeconds(o.IdleAfter))
+	if err != nil {
+		return fmt.Errorf("touch session %s/%s: %w", o.Tenant, o.GUID, translate(err))
+	}
+	return nil
+}
+
+// EndSession implements service.ActivityStore. Ending a session it does
+// not track is no error.
+func (s *Store) EndSession(ctx context.Context, tenant, guid string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM open_sessions WHERE tenant = $1 AND guid = $2`, tenant, guid); err != nil {
+		return fmt.Errorf("end session %s/%s: %w", tenant, guid, err)
+	}
+	return nil
+}
+
+// IdleSessions implements service.ActivityStore: up to limit sessions with
+// a timeout whose last activity plus timeout is before now, the one idle
+// longest (earliest such time) first, then by tenant and guid. A limit below
+// 1 returns none.
+func (s *Store) IdleSessions(ctx context.Context, now time.Time, limit int) ([]service.OpenSession, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT tenant, guid, last_activity, idle_after_s FROM open_sessions
+		WHERE idle_at < $1 ORDER BY idle_at, tenant, guid LIMIT $2`, now, limit)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (service.OpenSession, error) {
+		var (
+			o    service.OpenSession
+			secs int64
+		)
+		if err := row.Scan(&o.Tenant, &o.GUID, &o.LastActivity, &secs); err != nil {
+			return service.OpenSession{}, err
+		}
+		o.LastActivity = o.LastActivity.UTC()
+		o.IdleAfter = time.Duration(secs) * time.Second
+		return o, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("idle sessions: %w", err)
+	}
+	return out, nil
+}
