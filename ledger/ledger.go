@@ -343,6 +343,16 @@ func (l *Ledger) ReadStream(ctx context.Context, tenant, stream string, after in
 	return evs, nil
 }
 
+// ReadSealed returns the events of stream with version above after, with
+// their personal fields still sealed.
+func (l *Ledger) ReadSealed(ctx context.Context, tenant, stream string, after int64) ([]domain.Event, error) {
+	evs, err := l.store.ReadStream(ctx, tenant, stream, after)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	return evs, nil
+}
+
 // Load implements the domain's event store port: the stream's events,
 // opened.
 func (l *Ledger) Load(ctx context.Context, tenant, stream string) ([]domain.Event, error) {

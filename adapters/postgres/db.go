@@ -71,6 +71,14 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if cfg.MaxConns < 16 && !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = 16
 	}
+	// Prepared statements switch to a generic plan after five runs. Planned
+	// while a table is new and empty, that plan scans the whole table ever
+	// after (seen here: ReadStream and the writer's id lookup slowing down
+	// as the log grew). Vigil's queries are small; planning each for its
+	// actual arguments costs microseconds and keeps index use.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

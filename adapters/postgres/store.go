@@ -139,11 +139,14 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
+	// The pool plans every statement for its arguments (see Open); the
+	// writer's big INSERTs are better off with cached generic plans, which
+	// cannot go wrong for them. Only the id lookup below, whose generic
+	// plan made while events was small scans the whole table, is planned
+	// for its arguments.
+	b.Queue(`SET LOCAL plan_cache_mode = auto`)
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, writerLockKey)
 	b.Queue(`SELECT coalesce(max(position), 0) FROM events`)
-	// Prepared statements switch to a generic plan after five runs; planned
-	// while events is small, that plan scans the whole table for the id
-	// lookup. Plan this one for its actual ids every time.
 	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
 	b.Queue(`SELECT `+eventColumns+` FROM events WHERE id = ANY($1)`, ids)
 	b.Queue(`SET LOCAL plan_cache_mode = auto`)
@@ -157,7 +160,7 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	versions := map[streamKey]int64{}
 	sizes := map[string]int64{}
 	err = func() error {
-		for i := 0; i < 2; i++ { // BEGIN, lock
+		for i := 0; i < 3; i++ { // BEGIN, SET, lock
 			if _, err := br.Exec(); err != nil {
 				return err
 			}

@@ -26,6 +26,7 @@ type Config struct {
 	Region             string
 	TrustedProxies     string
 	SchedulerInterval  time.Duration
+	PprofAddr          string
 	LogLevel           string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -57,6 +58,7 @@ func (c *Config) settings() []setting {
 		{flag: "region", env: "VIGIL_REGION", def: "eu", help: "the region this deployment serves; tenants of other regions are refused", str: &c.Region},
 		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
 		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
+		{flag: "pprof-addr", env: "VIGIL_PPROF_ADDR", def: "", help: "serve Go's pprof profiles on this loopback address (off when empty)", str: &c.PprofAddr},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},

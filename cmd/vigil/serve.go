@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	httpapi "github.com/vigilhq/vigil/api/http"
@@ -63,6 +65,11 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 			},
 		},
 	})
+	if cfg.PprofAddr != "" {
+		if err := servePprof(cfg.PprofAddr, log); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -93,5 +100,29 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	// Requests are done; commit whatever they queued, then checkpoint.
 	sys.ledger.Close()
 	log.Info("stopped")
+	return nil
+}
+
+// servePprof serves the runtime profiles on a loopback address only: they
+// reveal memory contents and must never face a network.
+func servePprof(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("VIGIL_PPROF_ADDR: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("VIGIL_PPROF_ADDR=%s: profiles are served on loopback addresses only", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	log.Info("pprof profiles served", "addr", ln.Addr().String())
+	go func() { _ = http.Serve(ln, mux) }()
 	return nil
 }

@@ -204,8 +204,12 @@ type Crypto interface {
 }
 
 // Log is the event log as the services use it: domain.EventStore, plus
-// opening sealed fields for the timeline.
+// reading a stream without opening its sealed fields (what the aggregates
+// decide on), and opening them for the timeline.
 type Log interface {
 	domain.EventStore
+	// ReadSealed returns the events of stream in tenant with version above
+	// after, in version order, with their personal fields still sealed.
+	ReadSealed(ctx context.Context, tenant, stream string, after int64) ([]domain.Event, error)
 	Open(ctx context.Context, e *domain.Event) error
 }

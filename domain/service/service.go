@@ -42,6 +42,7 @@ type Service struct {
 	issuer   string
 
 	regions sync.Map // tenant id -> region (immutable, so cached forever)
+	cache   *streamCache
 }
 
 // New returns a service over the ports in c.
@@ -58,6 +59,7 @@ func New(c Config) *Service {
 	return &Service{
 		log: c.Log, ids: c.Identity, idem: c.Idempotency, activity: c.Activity, crypto: c.Crypto,
 		region: c.Region, now: c.Now, logger: c.Logger, issuer: c.TOTPIssuer,
+		cache: newStreamCache(20000),
 	}
 }
 
@@ -201,9 +203,10 @@ type aggregate interface {
 	StoredVersion() int64
 }
 
-// load reads a's stream and applies it.
+// load reads a's stream (sealed: the rules use public fields only) and
+// applies it.
 func (s *Service) load(ctx context.Context, a aggregate) error {
-	evs, err := s.log.Load(ctx, a.Tenant(), a.Stream())
+	evs, err := s.events(ctx, a.Tenant(), a.Stream())
 	if err != nil {
 		return err
 	}

@@ -325,20 +325,16 @@ func (s *Service) decide(ctx context.Context, sess *domain.Session, tech *domain
 	return nil, domain.Errorf(domain.CodeInvalid, "unknown command %q", c.CommandType())
 }
 
-// track keeps the idle scheduler's view of the session current. A failure
-// is logged, not returned: the command was appended, and the scheduler
-// reloads the session before it acts.
+// track tells the idle scheduler about a closed session. Open sessions are
+// not touched on every command: the scheduler reloads a session before it
+// closes it, sees the later activity, and moves the row forward itself, so
+// an active session costs one reload per timeout instead of a write per
+// command. A failure is logged, not returned: the command was appended.
 func (s *Service) track(ctx context.Context, sess *domain.Session) {
-	var err error
-	if sess.Closed() {
-		err = s.activity.EndSession(ctx, sess.Tenant(), sess.GUID())
-	} else {
-		var g *domain.Group
-		if g, err = s.loadGroup(ctx, sess.Tenant(), sess.GroupID()); err == nil {
-			err = s.activity.TouchSession(ctx, OpenSession{Tenant: sess.Tenant(), GUID: sess.GUID(), LastActivity: sess.LastActivity(), IdleAfter: g.Policy().SessionInactivityTimeout.Duration()})
-		}
+	if !sess.Closed() {
+		return
 	}
-	if err != nil {
+	if err := s.activity.EndSession(ctx, sess.Tenant(), sess.GUID()); err != nil {
 		s.logger.Warn("idle tracking of a session", "session", sess.GUID(), "err", err)
 	}
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# HTTP benchmark of docs/performance.md: commands per second and latency
+# percentiles through the real API with `vigil simulate` at concurrency 32,
+# beside the ledger's own append rate measured in the same run.
+#
+#   bash bench/http.sh [SESSIONS] [CONCURRENCY]
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (user postgres). Creates and drops a
+# database of its own; leaves nothing running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sessions=${1:-1000}
+concurrency=${2:-32}
+db="vigil_httpbench_$$"
+dir=$(mktemp -d)
+port=$((20000 + RANDOM % 20000))
+export VIGIL_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+export VIGIL_DATA_DIR="$dir" VIGIL_LOG_LEVEL=error VIGIL_HTTP_ADDR="127.0.0.1:$port"
+
+go build -o "$dir/vigil" ./cmd/vigil
+cleanup() {
+  [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$dir/vigil" migrate >/dev/null
+tenant=$("$dir/vigil" tenant create --name Bench --json)
+admin=$(printf '%s' "$tenant" | sed -E 's/.*"admin_key":"([^"]+)".*/\1/')
+tid=$(printf '%s' "$tenant" | sed -E 's/.*"tenant":"([^"]+)".*/\1/')
+ingest=$("$dir/vigil" apikey create --tenant "$tid" --role ingest --json | sed -E 's/.*"key":"([^"]+)".*/\1/')
+
+"$dir/vigil" serve & server=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+
+echo "## vigil simulate --sessions $sessions --concurrency $concurrency (through HTTP)"
+"$dir/vigil" simulate --url "http://127.0.0.1:$port" --key "$admin" --ingest-key "$ingest" \
+  --sessions "$sessions" --concurrency "$concurrency" --seed 1 --quiet
+verified=$("$dir/vigil" verify --quiet)
+printf '%s\n' "$verified" | sed -n '1p;4p'
+echo
+kill "$server"; wait "$server" 2>/dev/null || true; server=
+
+echo
+echo "## the ledger alone, same machine, same run (32 callers × 1 event per append)"
+go run ./bench/ledgerbench -cases append1 -events 50000 2>/dev/null | grep -E '^\| (what|---|ledger)|^Go '
