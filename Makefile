@@ -27,10 +27,12 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzLeafRoundTrip -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
 
-## bench: the ledger benchmark of docs/performance.md
+## bench: the benchmarks of docs/performance.md
 bench:
 	$(GO) run ./bench/ledgerbench
+	bash bench/http.sh
 
 ## run: vigil serve against the local PostgreSQL
 run:

@@ -12,6 +12,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
 )
 
 func TestGroupsAndTechnicians(t *testing.T) {
@@ -530,7 +531,10 @@ func TestIdleSessionsCloseAfterTimeout(t *testing.T) {
 		t.Fatal("closed a session that was active 100 s ago")
 	}
 	e.clock.Advance(30 * time.Second)
-	res, err := e.svc.Tick(context.Background())
+	// A restarted process (a new service over the same database) finds
+	// the session from the scheduler's stored state.
+	restarted := service.New(service.Config{Log: e.ledger, Identity: e.store, Idempotency: e.store, Activity: e.store, Crypto: e.ledger.Sealer(), Region: "eu", Now: e.clock.Now})
+	res, err := restarted.Tick(context.Background())
 	if err != nil || res.SessionsClosed != 1 {
 		t.Fatalf("tick after the timeout: %+v %v", res, err)
 	}
