@@ -1,0 +1,245 @@
+// Package projections builds Vigil's read models from the ledger: the
+// reporting tables and the GDPR subject index. Each projection tails the
+// log from its stored position and writes its rows and its new position in
+// one transaction, holding its position row locked: a crash mid-batch
+// repeats nothing, and two processes never apply a batch twice. Every
+// projection can be rebuilt from position 0 while the old rows stay
+// readable.
+//
+// Projections speak SQL (PostgreSQL) through pgx directly: a read model is
+// a set of tables, and hiding them behind another port would only move the
+// SQL elsewhere. They depend on no adapter of Vigil's.
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/ledger"
+)
+
+// Projection is one read model.
+type Projection interface {
+	// Name is the projection's stable name, its key in projection_positions.
+	Name() string
+	// Apply writes the effects of events (sealed, in position order) in tx.
+	// It must be deterministic: replaying the log gives the same rows.
+	Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) error
+	// Reset deletes every row of the projection, for a rebuild.
+	Reset(ctx context.Context, tx pgx.Tx) error
+}
+
+// Runner drives projections over the ledger. It is safe for concurrent use
+// and across processes.
+type Runner struct {
+	pool        *pgxpool.Pool
+	log         ledger.Store
+	projections []Projection
+	batch       int
+	logger      *slog.Logger
+}
+
+// Options tune a Runner.
+type Options struct {
+	// Batch is the number of events applied per transaction (default 1000).
+	Batch int
+	// Logger receives operational messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// NewRunner returns a runner of projections over the log, writing with pool.
+func NewRunner(pool *pgxpool.Pool, log ledger.Store, opts Options, projections ...Projection) *Runner {
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Runner{pool: pool, log: log, projections: projections, batch: opts.Batch, logger: opts.Logger}
+}
+
+// Projections returns the runner's projections.
+func (r *Runner) Projections() []Projection { return r.projections }
+
+// Status is a projection's progress.
+type Status struct {
+	Name     string
+	Position int64
+	Head     int64
+	Lag      int64
+}
+
+// Status returns every projection's position and lag behind the log's head.
+func (r *Runner) Status(ctx context.Context) ([]Status, error) {
+	head, err := r.log.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Status, 0, len(r.projections))
+	for _, p := range r.projections {
+		var pos int64
+		err := r.pool.QueryRow(ctx, `SELECT position FROM projection_positions WHERE name = $1`, p.Name()).Scan(&pos)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+		out = append(out, Status{Name: p.Name(), Position: pos, Head: head, Lag: head - pos})
+	}
+	return out, nil
+}
+
+// lockPosition takes the projection's position row for the transaction,
+// creating it at 0 first if needed.
+func lockPosition(ctx context.Context, tx pgx.Tx, name string) (int64, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO projection_positions (name, position, updated_at) VALUES ($1, 0, now()) ON CONFLICT (name) DO NOTHING`, name); err != nil {
+		return 0, err
+	}
+	var pos int64
+	err := tx.QueryRow(ctx, `SELECT position FROM projection_positions WHERE name = $1 FOR UPDATE`, name).Scan(&pos)
+	return pos, err
+}
+
+func setPosition(ctx context.Context, tx pgx.Tx, name string, pos int64) error {
+	_, err := tx.Exec(ctx, `UPDATE projection_positions SET position = $2, updated_at = now() WHERE name = $1`, name, pos)
+	return err
+}
+
+// Step applies the next batch of p, if any, and reports how many events it
+// applied.
+func (r *Runner) Step(ctx context.Context, p Projection) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	pos, err := lockPosition(ctx, tx, p.Name())
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: position: %w", p.Name(), err)
+	}
+	evs, err := r.log.ReadAll(ctx, pos, r.batch)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: read after %d: %w", p.Name(), pos, err)
+	}
+	if len(evs) == 0 {
+		return 0, tx.Commit(ctx)
+	}
+	if err := p.Apply(ctx, tx, evs); err != nil {
+		return 0, fmt.Errorf("projection %s: apply %d..%d: %w", p.Name(), evs[0].Position, evs[len(evs)-1].Position, err)
+	}
+	if err := setPosition(ctx, tx, p.Name(), evs[len(evs)-1].Position); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("projection %s: commit: %w", p.Name(), err)
+	}
+	return len(evs), nil
+}
+
+// CatchUp applies batches of every projection until each has reached the
+// head it saw.
+func (r *Runner) CatchUp(ctx context.Context) error {
+	for _, p := range r.projections {
+		for {
+			n, err := r.Step(ctx, p)
+			if err != nil {
+				return err
+			}
+			if n < r.batch {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Run keeps every projection caught up until ctx ends: it applies what is
+// there, then waits for appends (LISTEN/NOTIFY wake-up, with polling as the
+// fallback). Errors are logged and retried with a back-off.
+func (r *Runner) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	var seen int64
+	for ctx.Err() == nil {
+		err := r.CatchUp(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			r.logger.Error("projections", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		head, err := r.log.Head(ctx)
+		if err == nil && head > seen {
+			seen = head
+			continue // something arrived while catching up
+		}
+		if err := r.log.WaitForAppend(ctx, seen); err != nil && ctx.Err() == nil {
+			r.logger.Warn("projections: wait", "err", err)
+		}
+	}
+	return ctx.Err()
+}
+
+// Rebuild replays p from position 0 in one transaction: the old rows stay
+// visible to readers until it commits, and the live runner waits on the
+// position row meanwhile. progress, when set, is called with the events
+// applied and the head.
+func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, total int64)) (int64, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := lockPosition(ctx, tx, p.Name()); err != nil {
+		return 0, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
+	if err := p.Reset(ctx, tx); err != nil {
+		return 0, fmt.Errorf("rebuild %s: reset: %w", p.Name(), err)
+	}
+	head, err := r.log.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var pos, done int64
+	for {
+		evs, err := r.log.ReadAll(ctx, pos, r.batch)
+		if err != nil {
+			return done, err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		if err := p.Apply(ctx, tx, evs); err != nil {
+			return done, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+		}
+		pos = evs[len(evs)-1].Position
+		done += int64(len(evs))
+		if progress != nil {
+			progress(done, max(head, pos))
+		}
+	}
+	if err := setPosition(ctx, tx, p.Name(), pos); err != nil {
+		return done, err
+	}
+	return done, tx.Commit(ctx)
+}
+
+// Find returns the projection named name.
+func (r *Runner) Find(name string) (Projection, bool) {
+	for _, p := range r.projections {
+		if p.Name() == name {
+			return p, true
+		}
+	}
+	return nil, false
+}

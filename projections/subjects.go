@@ -1,0 +1,81 @@
+package projections
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/vigilhq/vigil/domain"
+)
+
+// Subjects is the GDPR subject index: for every event carrying personal
+// data, one row per data subject and reporting table holding it (tbl '' for
+// the log alone). Export and erasure find everything about a subject here
+// without scanning the log.
+type Subjects struct{}
+
+// NewSubjects returns the subject index projection.
+func NewSubjects() *Subjects { return &Subjects{} }
+
+// Name implements Projection.
+func (*Subjects) Name() string { return "subjects" }
+
+// Reset implements Projection.
+func (*Subjects) Reset(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `DELETE FROM rpt_subject_index`)
+	return err
+}
+
+// subjectTable names the reporting table that keeps an event type's
+// personal values, if any.
+func subjectTable(eventType string) string {
+	switch eventType {
+	case "session.created", "session.custom_fields_set":
+		return "rpt_sessions"
+	case "session.chat_message":
+		return "rpt_chat"
+	case "session.note_added":
+		return "rpt_notes"
+	case "session.file_sent", "session.file_received":
+		return "rpt_file_transfers"
+	case "technician.login_succeeded", "technician.login_failed":
+		return "rpt_logins"
+	}
+	return ""
+}
+
+// Apply implements Projection.
+func (*Subjects) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
+	var tenants, subjects, tables []string
+	var positions []int64
+	for _, e := range events {
+		seen := map[domain.Subject]bool{}
+		subject := func(s domain.Subject) {
+			if s == "" || seen[s] {
+				return
+			}
+			seen[s] = true
+			tenants = append(tenants, e.Tenant)
+			subjects = append(subjects, string(s))
+			positions = append(positions, e.Position)
+			tables = append(tables, subjectTable(e.Type))
+		}
+		for _, f := range e.Sealed {
+			subject(f.Subject)
+		}
+		// A technician's own stream concerns them even without personal
+		// fields (logins, lockouts): an export lists it all.
+		if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) {
+			if s, ok := domain.StreamSubject(e.Stream); ok {
+				subject(s)
+			}
+		}
+	}
+	if len(subjects) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO rpt_subject_index (tenant, subject, position, tbl)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
+		tenants, subjects, positions, tables)
+	return err
+}
