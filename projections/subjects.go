@@ -9,7 +9,7 @@ import (
 )
 
 // Subjects is the GDPR subject index: for every event carrying personal
-// data, one row per data subject and reporting table holding it (tbl ” for
+// data, one row per data subject and reporting table holding it (an empty tbl for
 // the log alone). Export and erasure find everything about a subject here
 // without scanning the log.
 type Subjects struct{}
