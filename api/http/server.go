@@ -30,6 +30,8 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// MaxBody limits request bodies (default DefaultMaxBody).
 	MaxBody int64
+	// Metrics, when set, serves GET /metrics (Prometheus).
+	Metrics http.Handler
 }
 
 // New returns the API's root handler.
@@ -64,6 +66,9 @@ func New(opts Options) http.Handler {
 		}
 		writeJSON(w, status, map[string]any{"status": state, "checks": checks})
 	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
 	if opts.Service != nil {
 		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody}
 		a.routes(mux)

@@ -53,6 +53,7 @@ func commands() []command {
 		{"migrate", "apply the database migrations and exit", runMigrate},
 		{"verify", "recompute and check the whole log; exits non-zero at the first bad position", runVerify},
 		{"keys", "show the checkpoint verifier key, rotate the master key", runKeys},
+		{"rebuild", "rebuild the projections (reporting tables, subject index) from position 0", runRebuild},
 		{"tenant", "create a tenant and its first admin API key", runTenant},
 		{"apikey", "create or revoke API keys", runAPIKey},
 		{"simulate", "drive realistic support sessions through a running server's HTTP API", runSimulate},

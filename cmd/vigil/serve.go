@@ -12,6 +12,9 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	httpapi "github.com/vigilhq/vigil/api/http"
 )
 
@@ -41,6 +44,16 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	}()
 
 	proxies, _ := cfg.proxies() // validated above
+	runner := sys.projector()
+	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProjections()
+	projDone := make(chan struct{})
+	go func() {
+		defer close(projDone)
+		_ = runner.Run(projCtx)
+	}()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(runner, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	schedCtx, stopScheduler := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopScheduler()
 	schedDone := make(chan struct{})
@@ -52,6 +65,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	handler := httpapi.New(httpapi.Options{
 		Logger:         log,
 		Service:        sys.service,
+		Metrics:        promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		TrustedProxies: proxies,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
@@ -97,6 +111,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	stopScheduler()
 	<-schedDone
+	stopProjections()
+	<-projDone
 	// Requests are done; commit whatever they queued, then checkpoint.
 	sys.ledger.Close()
 	log.Info("stopped")

@@ -13,6 +13,7 @@ import (
 	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/projections"
 )
 
 // system is the wired core: database, keys, store, sealer and ledger.
@@ -68,6 +69,12 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 		Logger:      log,
 	})
 	return s, nil
+}
+
+// projector returns the runner of Vigil's projections.
+func (s *system) projector() *projections.Runner {
+	return projections.NewRunner(s.pool, s.store, projections.Options{Logger: s.log},
+		projections.NewReporting(s.sealer), projections.NewSubjects())
 }
 
 // openService opens the system for a command that appends: migrated, with
