@@ -1,0 +1,309 @@
+// Command projbench measures the projections of docs/performance.md: it
+// writes a realistic log through the ledger (sessions of about 25 events
+// with sealed chat, files, consents, actions), then measures the rebuild
+// rate of every projection, and the time from commit to projection while
+// the log grows at a sustained rate. It creates and drops its own
+// database.
+//
+//	go run ./bench/projbench [-events 1000000] [-rate 5000] [-probe 20s]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/projections"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "projbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	server := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server URL")
+	events := flag.Int("events", 1000000, "events to write before the rebuild")
+	rate := flag.Int("rate", 5000, "events/s appended during the lag measurement")
+	probe := flag.Duration("probe", 20*time.Second, "how long to measure lag at that rate")
+	tenants := flag.Int("tenants", 3, "tenants")
+	flag.Parse()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	raw := make([]byte, 6)
+	_, _ = rand.Read(raw)
+	name := fmt.Sprintf("vigil_projbench_%x", raw)
+	admin, err := pgx.Connect(ctx, *server)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return err
+	}
+	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	url := strings.Replace(*server, "/postgres?", "/"+name+"?", 1)
+	pool, err := postgres.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
+	defer st.Close()
+	mkRaw := make([]byte, 32)
+	_, _ = rand.Read(mkRaw)
+	mk, _ := ledger.NewMasterKey(mkRaw)
+	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.bench")
+	signer, _ := note.NewSigner(skey)
+	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
+	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
+	go l.Run(ctx)
+	defer l.Close()
+	runner := projections.NewRunner(pool, st, projections.Options{Logger: logger}, projections.NewReporting(sealer), projections.NewSubjects())
+
+	var pgVersion string
+	_ = pool.QueryRow(ctx, "SHOW server_version").Scan(&pgVersion)
+	fmt.Printf("Go %s, GOMAXPROCS=%d; PostgreSQL %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0), pgVersion)
+	fmt.Printf("`go run ./bench/projbench -events %d -rate %d -probe %s`\n\n", *events, *rate, *probe)
+
+	// 1. The log.
+	start := time.Now()
+	n, err := writeSessions(ctx, l, *events, *tenants, 32)
+	if err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fmt.Fprintf(os.Stderr, "wrote %d events in %s\n", n, d)
+	fmt.Println("| what | events | seconds | events/s |")
+	fmt.Println("|---|---:|---:|---:|")
+	fmt.Printf("| write the log through ledger.Append (32 callers, whole sessions per append) | %d | %.1f | %.0f |\n", n, d.Seconds(), float64(n)/d.Seconds())
+
+	// 2. Rebuild each projection from 0.
+	for _, p := range runner.Projections() {
+		start := time.Now()
+		done, err := runner.Rebuild(ctx, p, nil)
+		if err != nil {
+			return err
+		}
+		d := time.Since(start)
+		fmt.Printf("| rebuild `%s` from position 0 | %d | %.1f | %.0f |\n", p.Name(), done, d.Seconds(), float64(done)/d.Seconds())
+	}
+	var sessions int
+	_ = pool.QueryRow(ctx, "SELECT count(*) FROM rpt_sessions").Scan(&sessions)
+	fmt.Printf("\n%d sessions in rpt_sessions.\n\n", sessions)
+
+	// 3. Lag at a sustained rate: the runner follows the log while probes
+	// measure the time from an append's acknowledgement to its projection.
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = runner.Run(rctx) }()
+	lat, achieved, err := measureLag(ctx, l, pool, *rate, *probe, *tenants)
+	stop()
+	<-done
+	if err != nil {
+		return err
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(math.Ceil(p*float64(len(lat))))-1]
+	}
+	fmt.Println("| lag: commit → applied by both projections | probes | achieved events/s | p50 | p99 | max |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	fmt.Printf("| sustained ingest of %d events/s for %s | %d | %.0f | %s | %s | %s |\n", *rate, *probe, len(lat), achieved,
+		pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond))
+	return nil
+}
+
+// session returns the events of one realistic support session.
+func session(tenant string, i int) ([]domain.Event, error) {
+	guid := strings.ReplaceAll(uuid.NewString(), "-", "")
+	stream := domain.SessionStream(guid)
+	tech := fmt.Sprintf("tech-%d", i%50)
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * 37 * time.Second)
+	customer := domain.Actor{Kind: domain.ActorCustomer, ID: "applet"}
+	techActor := domain.Actor{Kind: domain.ActorTechnician, ID: tech}
+	grant := domain.NewEventID()
+	var out []domain.Event
+	add := func(a domain.Actor, p domain.Payload, id uuid.UUID) error {
+		at = at.Add(7 * time.Second)
+		e, err := domain.NewEvent(domain.Meta{Tenant: tenant, Stream: stream, Actor: a, OccurredAt: at, ID: id}, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	}
+	md5, sha := strings.Repeat("a", 32), strings.Repeat("b", 64)
+	steps := []struct {
+		a  domain.Actor
+		p  domain.Payload
+		id uuid.UUID
+	}{
+		{techActor, domain.SessionCreated{GUID: guid, PIN: "123456", Queue: "shared", Channel: "web", GroupID: "g1",
+			CustomerName: "Grace Hopper", CustomerEmail: fmt.Sprintf("grace%d@example.com", i), CustomFields: map[string]string{"cfield0": "ticket"}}, uuid.Nil},
+		{customer, domain.CustomerConnected{Platform: "windows", IP: "192.0.2.1"}, uuid.Nil},
+		{techActor, domain.SessionPickedUp{TechnicianID: tech, GroupID: "g1"}, uuid.Nil},
+		{techActor, domain.ConsentRequested{TechnicianID: tech, Action: domain.ActionOneTimePrompt}, uuid.Nil},
+		{customer, domain.ConsentGranted{Action: domain.ActionOneTimePrompt}, grant},
+		{techActor, domain.RemoteControlStarted{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
+		{techActor, domain.ChatMessage{From: "technician", SenderID: tech, Text: "hello, I am taking control"}, uuid.Nil},
+		{customer, domain.ChatMessage{From: "customer", Text: "ok, go ahead"}, uuid.Nil},
+		{techActor, domain.FileSent{TechnicianID: tech, ConsentEventID: grant, Name: "fix.exe", Size: 1 << 20, MD5: md5, SHA256: sha}, uuid.Nil},
+		{techActor, domain.FileReceived{TechnicianID: tech, ConsentEventID: grant, Name: "log.txt", Size: 4096, MD5: md5, SHA256: sha}, uuid.Nil},
+		{techActor, domain.SystemInfoViewed{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
+		{techActor, domain.ChatMessage{From: "technician", SenderID: tech, Text: "rebooting now"}, uuid.Nil},
+		{techActor, domain.RebootRequested{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
+		{techActor, domain.Reconnected{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
+		{techActor, domain.RemoteControlEnded{}, uuid.Nil},
+		{techActor, domain.NoteAdded{TechnicianID: tech, Text: "driver updated"}, uuid.Nil},
+		{customer, domain.ChatMessage{From: "customer", Text: "thank you!"}, uuid.Nil},
+		{techActor, domain.SessionClosed{ClosedBy: domain.ClosedByTechnician, Reason: "fixed"}, uuid.Nil},
+	}
+	for _, s := range steps {
+		if err := add(s.a, s.p, s.id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// writeSessions appends whole sessions from callers goroutines until at
+// least total events are written.
+func writeSessions(ctx context.Context, l *ledger.Ledger, total, tenants, callers int) (int64, error) {
+	var written, next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for written.Load() < int64(total) {
+				i := int(next.Add(1))
+				evs, err := session(fmt.Sprintf("tenant-%d", i%tenants), i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := l.Append(ctx, evs[0].Stream, ledger.NoStream, evs...); err != nil {
+					errs <- err
+					return
+				}
+				n := written.Add(int64(len(evs)))
+				if n/100000 != (n-int64(len(evs)))/100000 {
+					fmt.Fprintf(os.Stderr, "  %d events\n", n)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return written.Load(), <-errs
+}
+
+// measureLag appends sessions at rate events/s for d and, every 100 ms,
+// measures how long the last acknowledged position takes to be applied by
+// every projection.
+func measureLag(ctx context.Context, l *ledger.Ledger, pool interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, rate int, d time.Duration, tenants int) ([]time.Duration, float64, error) {
+	var (
+		mu       sync.Mutex
+		lastPos  int64
+		lastAt   time.Time
+		lat      []time.Duration
+		written  atomic.Int64
+		stopping atomic.Bool
+	)
+	perSession := 18
+	interval := time.Duration(float64(time.Second) * float64(perSession) / float64(rate))
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	errc := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 10_000_000; !stopping.Load(); i++ {
+			<-tick.C
+			evs, err := session(fmt.Sprintf("tenant-%d", i%tenants), i)
+			if err != nil {
+				errc <- err
+				return
+			}
+			go func() {
+				out, err := l.Append(ctx, evs[0].Stream, ledger.NoStream, evs...)
+				if err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+					return
+				}
+				written.Add(int64(len(out)))
+				mu.Lock()
+				if p := out[len(out)-1].Position; p > lastPos {
+					lastPos, lastAt = p, time.Now()
+				}
+				mu.Unlock()
+			}()
+		}
+	}()
+	for time.Since(start) < d {
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		pos, at := lastPos, lastAt
+		mu.Unlock()
+		if pos == 0 {
+			continue
+		}
+		for {
+			var min int64
+			if err := pool.QueryRow(ctx, `SELECT coalesce(min(position), 0) FROM projection_positions`).Scan(&min); err != nil {
+				return nil, 0, err
+			}
+			if min >= pos {
+				lat = append(lat, time.Since(at))
+				break
+			}
+			if time.Since(at) > 30*time.Second {
+				return nil, 0, errors.New("projections fell more than 30 s behind")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	stopping.Store(true)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return nil, 0, err
+	default:
+	}
+	return lat, float64(written.Load()) / time.Since(start).Seconds(), nil
+}
