@@ -28,11 +28,13 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzLeafRoundTrip -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
+	$(GO) test -run=^$$ -fuzz=FuzzQuery -fuzztime=$(FUZZTIME) ./api/graphql/
 
 ## bench: the benchmarks of docs/performance.md
 bench:
 	$(GO) run ./bench/ledgerbench
 	bash bench/http.sh
+	$(GO) run ./bench/projbench
 
 ## run: vigil serve against the local PostgreSQL
 run:

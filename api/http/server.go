@@ -32,6 +32,10 @@ type Options struct {
 	MaxBody int64
 	// Metrics, when set, serves GET /metrics (Prometheus).
 	Metrics http.Handler
+	// GraphQL, when set, serves /graphql.
+	GraphQL http.Handler
+	// Reports, when set, serves GET /v1/reports/{name}.csv.
+	Reports http.Handler
 }
 
 // New returns the API's root handler.
@@ -68,6 +72,12 @@ func New(opts Options) http.Handler {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.GraphQL != nil {
+		mux.Handle("/graphql", opts.GraphQL)
+	}
+	if opts.Reports != nil {
+		mux.Handle("GET /v1/reports/{file}", opts.Reports)
 	}
 	if opts.Service != nil {
 		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody}

@@ -477,6 +477,31 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM rpt_sessions`).Scan(&sessions); err != nil || sessions != 12 {
 		t.Fatalf("%d sessions projected (%v), want 12", sessions, err)
 	}
+	// GraphQL and the CSV report read them, scoped to the tenant.
+	q := `{"query": "{ sessions(first: 5) { totalCount edges { node { id status customerName } } } projectionStatus { name lag } }"}`
+	req, _ := http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":12`) || strings.Contains(string(body), `"errors"`) {
+		t.Fatalf("graphql: %d %s", res.StatusCode, body)
+	}
+	req, _ = http.NewRequest("GET", "http://"+addr+"/v1/reports/sessions.csv", nil)
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if lines := strings.Count(strings.TrimSpace(string(body)), "\n"); res.StatusCode != 200 || lines != 12 {
+		t.Fatalf("sessions.csv: %d, %d data lines:\n%s", res.StatusCode, lines, body)
+	}
 	// Every acknowledged request is in the log, and the log verifies.
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()

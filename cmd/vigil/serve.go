@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
 )
 
@@ -62,7 +63,16 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		sys.service.RunScheduler(schedCtx, cfg.SchedulerInterval)
 	}()
 
+	reports, err := gql.New(gql.Config{
+		Reports: sys.store, Opener: sys.sealer, Index: sys.sealer, Auth: sys.service,
+		Production: cfg.Production(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
 	handler := httpapi.New(httpapi.Options{
+		GraphQL:        reports.GraphQL(),
+		Reports:        reports.CSV(),
 		Logger:         log,
 		Service:        sys.service,
 		Metrics:        promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),

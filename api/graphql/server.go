@@ -1,0 +1,323 @@
+package gql
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/graphql-go/graphql"
+	"github.com/graphql-go/graphql/gqlerrors"
+	"github.com/graphql-go/graphql/language/parser"
+	"github.com/graphql-go/graphql/language/source"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
+	"github.com/vigilhq/vigil/ledger"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxDepth      = 10
+	DefaultMaxComplexity = 1000
+	DefaultMaxPageSize   = 100
+	DefaultQueryTimeout  = 5 * time.Second
+	// DefaultCSVRange is the period a CSV report covers without from.
+	DefaultCSVRange = 30 * 24 * time.Hour
+	maxQueryBody    = 1 << 20
+)
+
+// Config wires the reporting API.
+type Config struct {
+	// Reports reads the reporting tables (required).
+	Reports Reports
+	// Opener opens sealed personal values (required).
+	Opener Opener
+	// Index computes the customer e-mail blind index (required).
+	Index BlindIndexer
+	// Auth resolves bearer credentials (required).
+	Auth Authenticator
+	// Production turns the query page at GET /graphql off.
+	Production bool
+	// MaxDepth is the deepest field nesting a query may have (default
+	// DefaultMaxDepth).
+	MaxDepth int
+	// MaxComplexity bounds a query's cost (default DefaultMaxComplexity):
+	// one per field, a list's selection counted once per item of its
+	// `first`.
+	MaxComplexity int
+	// MaxPageSize is the largest `first` (default DefaultMaxPageSize);
+	// larger is refused with code invalid.
+	MaxPageSize int
+	// QueryTimeout bounds a query's execution (default
+	// DefaultQueryTimeout); past it the answer carries code timeout.
+	QueryTimeout time.Duration
+	// Logger receives internal errors (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock for CSV default ranges (default time.Now).
+	Now func() time.Time
+}
+
+// Server serves GraphQL and CSV reports. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	reports  Reports
+	opener   Opener
+	index    BlindIndexer
+	log      *slog.Logger
+	schema   graphql.Schema
+	pageInfo *graphql.Object
+}
+
+// New returns the reporting API over c. It returns an error when a required
+// dependency is missing.
+func New(c Config) (*Server, error) {
+	if c.Reports == nil || c.Opener == nil || c.Index == nil || c.Auth == nil {
+		return nil, errors.New("gql: Reports, Opener, Index and Auth are required")
+	}
+	if c.MaxDepth <= 0 {
+		c.MaxDepth = DefaultMaxDepth
+	}
+	if c.MaxComplexity <= 0 {
+		c.MaxComplexity = DefaultMaxComplexity
+	}
+	if c.MaxPageSize <= 0 {
+		c.MaxPageSize = DefaultMaxPageSize
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	s := &Server{cfg: c, reports: c.Reports, opener: c.Opener, index: c.Index, log: c.Logger}
+	schema, err := s.buildSchema()
+	if err != nil {
+		return nil, err
+	}
+	s.schema = schema
+	return s, nil
+}
+
+// GraphQL returns the handler of /graphql: POST runs a query
+// ({query, variables, operationName} as JSON); GET serves the query page
+// unless in production.
+func (s *Server) GraphQL() http.Handler { return http.HandlerFunc(s.serveGraphQL) }
+
+// response is a GraphQL answer.
+type response struct {
+	Data   any           `json:"data,omitempty"`
+	Errors []answerError `json:"errors,omitempty"`
+}
+
+type answerError struct {
+	Message    string         `json:"message"`
+	Locations  any            `json:"locations,omitempty"`
+	Path       []any          `json:"path,omitempty"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+func writeGraphQL(w http.ResponseWriter, status int, r response) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(r)
+}
+
+// requestError answers a request that runs no query.
+func requestError(w http.ResponseWriter, status int, c *codedError) {
+	writeGraphQL(w, status, response{Errors: []answerError{{Message: c.msg, Extensions: c.Extensions()}}})
+}
+
+// statusOf maps the codes a request fails with as a whole to HTTP statuses.
+func statusOf(code string) int {
+	switch code {
+	case domain.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case domain.CodeForbidden:
+		return http.StatusForbidden
+	case domain.CodeInvalid, CodeQueryTooDeep, CodeQueryTooComplex:
+		return http.StatusBadRequest
+	case CodeTimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// authenticate resolves the request's bearer credential and checks that
+// its role may read reports: ingest and relay keys, and technician tokens
+// limited to enrolling a second factor, may not.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (service.Principal, *codedError) {
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	bearer = strings.TrimSpace(bearer)
+	if !ok || bearer == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+		return service.Principal{}, coded(domain.CodeUnauthenticated, "missing bearer credential")
+	}
+	p, err := s.cfg.Auth.Authenticate(r.Context(), bearer)
+	if err != nil {
+		c, internal := toCoded(r.Context(), err)
+		if internal {
+			s.log.Error("authenticate", "path", r.URL.Path, "err", err)
+		}
+		if c.code == domain.CodeUnauthenticated {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil", error="invalid_token"`)
+		}
+		return service.Principal{}, c
+	}
+	switch {
+	case !p.Is(service.RoleAdmin, service.RoleAuditor, service.RoleIntegration, service.RoleTechnician):
+		return p, coded(domain.CodeForbidden, "%s credentials may not read reports", p.Role)
+	case p.Scope != service.ScopeFull:
+		return p, coded(domain.CodeForbidden, "this token may only enrol a second factor")
+	}
+	return p, nil
+}
+
+func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet, http.MethodHead:
+		if !s.cfg.Production {
+			servePage(w)
+			return
+		}
+		fallthrough
+	default:
+		w.Header().Set("Allow", "POST")
+		requestError(w, http.StatusMethodNotAllowed, coded(domain.CodeInvalid, "use POST with a JSON body {query, variables, operationName}"))
+		return
+	}
+	p, cerr := s.authenticate(w, r)
+	if cerr != nil {
+		requestError(w, statusOf(cerr.code), cerr)
+		return
+	}
+	var body struct {
+		Query         string         `json:"query"`
+		Variables     map[string]any `json:"variables"`
+		OperationName string         `json:"operationName"`
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxQueryBody))
+	if err != nil {
+		requestError(w, http.StatusRequestEntityTooLarge, coded(domain.CodeInvalid, "the request body is larger than the limit or unreadable"))
+		return
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "the body must be a JSON object {query, variables, operationName}"))
+		return
+	}
+	if strings.TrimSpace(body.Query) == "" {
+		requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "query is empty"))
+		return
+	}
+	status, res := s.run(r.Context(), p, body.Query, body.Variables, body.OperationName)
+	writeGraphQL(w, status, res)
+}
+
+// run parses, validates, checks the limits of and executes one query for p.
+func (s *Server) run(ctx context.Context, p service.Principal, query string, vars map[string]any, operation string) (int, response) {
+	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{Body: []byte(query), Name: "GraphQL request"})})
+	if err != nil {
+		return http.StatusBadRequest, response{Errors: s.answerErrors(ctx, []gqlerrors.FormattedError{gqlerrors.FormatError(err)}, domain.CodeInvalid)}
+	}
+	if v := graphql.ValidateDocument(&s.schema, doc, nil); !v.IsValid {
+		return http.StatusBadRequest, response{Errors: s.answerErrors(ctx, v.Errors, domain.CodeInvalid)}
+	}
+	l := &limits{maxDepth: s.cfg.MaxDepth, maxComplexity: s.cfg.MaxComplexity, maxPage: s.cfg.MaxPageSize, vars: vars}
+	if err := l.check(doc, operation); err != nil {
+		var c *codedError
+		errors.As(err, &c)
+		return http.StatusBadRequest, response{Errors: []answerError{{Message: c.msg, Extensions: c.Extensions()}}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, requestKey{}, &request{p: p, loader: newLoader()})
+	res := graphql.Execute(graphql.ExecuteParams{Schema: s.schema, AST: doc, OperationName: operation, Args: vars, Context: ctx})
+	out := response{Data: res.Data}
+	if len(res.Errors) > 0 {
+		out.Errors = s.answerErrors(ctx, res.Errors, "")
+	}
+	for _, e := range out.Errors {
+		if len(e.Path) > 0 {
+			return http.StatusOK, out // a field failed: the answer is partial
+		}
+	}
+	if len(out.Errors) > 0 {
+		// Nothing ran: the operation or the variables were refused, or
+		// the deadline passed before any answer.
+		return statusOf(out.Errors[0].Extensions["code"].(string)), out
+	}
+	return http.StatusOK, out
+}
+
+// answerErrors gives every error its extensions.code. Errors of the
+// request as a whole (parsing, validation, variables) have code def;
+// resolver errors keep their code; anything unexpected is "internal error"
+// to the caller and logged.
+func (s *Server) answerErrors(ctx context.Context, errs []gqlerrors.FormattedError, def string) []answerError {
+	out := make([]answerError, 0, len(errs))
+	for _, e := range errs {
+		a := answerError{Message: e.Message, Path: e.Path}
+		if len(e.Locations) > 0 {
+			a.Locations = e.Locations
+		}
+		orig := innermost(e)
+		var c *codedError
+		switch {
+		case errors.As(orig, &c):
+		case def != "":
+			c = coded(def, "%s", e.Message)
+		case len(e.Path) == 0 && !isContextErr(orig):
+			// graphql-go's own refusals before execution: an unknown
+			// operation, variables of the wrong type.
+			c = coded(domain.CodeInvalid, "%s", e.Message)
+		default:
+			var internal bool
+			c, internal = toCoded(ctx, orig)
+			if internal {
+				s.log.Error("graphql resolver failed", "path", e.Path, "err", orig)
+			}
+		}
+		a.Message = c.msg
+		a.Extensions = c.Extensions()
+		out = append(out, a)
+	}
+	return out
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// innermost returns the error a resolver returned behind graphql-go's
+// wrappers.
+func innermost(err error) error {
+	for i := 0; i < 8; i++ {
+		switch e := err.(type) {
+		case gqlerrors.FormattedError:
+			o := e.OriginalError()
+			if o == nil {
+				return e
+			}
+			err = o
+		case *gqlerrors.Error:
+			if e.OriginalError == nil {
+				return e
+			}
+			err = e.OriginalError
+		default:
+			return err
+		}
+	}
+	return err
+}
+
+func encodeRoot(c ledger.Checkpoint) string { return base64.StdEncoding.EncodeToString(c.Root[:]) }
