@@ -14,8 +14,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -27,6 +30,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/vigilhq/vigil/adapters/postgres"
+	gql "github.com/vigilhq/vigil/api/graphql"
+	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
@@ -46,6 +51,8 @@ func run() error {
 	rate := flag.Int("rate", 5000, "events/s appended during the lag measurement")
 	probe := flag.Duration("probe", 20*time.Second, "how long to measure lag at that rate")
 	tenants := flag.Int("tenants", 3, "tenants")
+	clients := flag.Int("clients", 16, "concurrent GraphQL clients")
+	queryFor := flag.Duration("query", 10*time.Second, "how long each query is measured")
 	flag.Parse()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -115,7 +122,12 @@ func run() error {
 	_ = pool.QueryRow(ctx, "SELECT count(*) FROM rpt_sessions").Scan(&sessions)
 	fmt.Printf("\n%d sessions in rpt_sessions.\n\n", sessions)
 
-	// 3. Lag at a sustained rate: the runner follows the log while probes
+	// 3. GraphQL query latency under concurrent clients, over real HTTP.
+	if err := queryLatency(ctx, st, l, sealer, *clients, *queryFor); err != nil {
+		return err
+	}
+
+	// 4. Lag at a sustained rate: the runner follows the log while probes
 	// measure the time from an append's acknowledgement to its projection.
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -306,4 +318,99 @@ func measureLag(ctx context.Context, l *ledger.Ledger, pool interface {
 	default:
 	}
 	return lat, float64(written.Load()) / time.Since(start).Seconds(), nil
+}
+
+// queryLatency measures two GraphQL queries with clients concurrent HTTP
+// clients: the sessions connection filtered by technician (first 50), and
+// session(id) with its timeline lists.
+func queryLatency(ctx context.Context, st *postgres.Store, l *ledger.Ledger, sealer *ledger.Sealer, clients int, d time.Duration) error {
+	// tenant-0 needs an identity to authenticate against.
+	if err := st.CreateTenant(ctx, service.TenantRecord{ID: "tenant-0", Name: "Bench", Region: "eu"}); err != nil {
+		return err
+	}
+	svc := service.New(service.Config{Log: l, Identity: st, Idempotency: st, Activity: st, Crypto: sealer, Region: "eu"})
+	_, key, err := svc.CreateAPIKey(ctx, "tenant-0", service.RoleAuditor, "bench")
+	if err != nil {
+		return err
+	}
+	gs, err := gql.New(gql.Config{Reports: st, Opener: sealer, Index: sealer, Auth: svc, Production: true})
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewServer(gs.GraphQL())
+	defer srv.Close()
+	var ids []string
+	rows, err := st.Pool().Query(ctx, `SELECT guid FROM rpt_sessions WHERE tenant = 'tenant-0' ORDER BY guid LIMIT 2000`)
+	if err != nil {
+		return err
+	}
+	if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2}}
+	queries := []struct {
+		name string
+		body func(i int) string
+	}{
+		{"`sessions(filter: {technicianId, status: closed}, first: 50)` with customer name and e-mail opened", func(i int) string {
+			return fmt.Sprintf(`{"query":"{ sessions(filter: {technicianId: \"tech-%d\", status: \"closed\"}, first: 50) { edges { node { id status createdAt totalSeconds customerName customerEmail } } pageInfo { hasNextPage endCursor } } }"}`, i%50)
+		}},
+		{"`session(id)` with chat, files, consents, actions, notes", func(i int) string {
+			return fmt.Sprintf(`{"query":"{ session(id: \"%s\") { id status customerName chat(first: 20) { sender text } files { name md5 } consents { kind action } actions { action consentEventId } notes { text } } }"}`, ids[i%len(ids)])
+		}},
+	}
+	fmt.Printf("| GraphQL query, %d concurrent clients over HTTP | queries | queries/s | p50 | p99 | max |\n", clients)
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, q := range queries {
+		var mu sync.Mutex
+		var lat []time.Duration
+		var failed atomic.Int64
+		var n atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Since(start) < d {
+					i := int(n.Add(1))
+					req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL, strings.NewReader(q.body(i)))
+					req.Header.Set("Authorization", "Bearer "+key)
+					req.Header.Set("Content-Type", "application/json")
+					t0 := time.Now()
+					res, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					b, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					took := time.Since(t0)
+					if res.StatusCode != 200 || strings.Contains(string(b), `"errors"`) {
+						if failed.Add(1) == 1 {
+							fmt.Fprintf(os.Stderr, "query failed: %d %s\n", res.StatusCode, b)
+						}
+						continue
+					}
+					mu.Lock()
+					lat = append(lat, took)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		slices.Sort(lat)
+		if len(lat) == 0 {
+			return fmt.Errorf("every %s query failed", q.name)
+		}
+		pct := func(p float64) time.Duration { return lat[int(math.Ceil(p*float64(len(lat))))-1] }
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %s |\n", q.name, len(lat), float64(len(lat))/elapsed.Seconds(),
+			pct(0.5).Round(100*time.Microsecond), pct(0.99).Round(100*time.Microsecond), pct(1).Round(100*time.Microsecond))
+		if f := failed.Load(); f > 0 {
+			fmt.Printf("\n%d queries failed.\n", f)
+		}
+	}
+	fmt.Println()
+	return nil
 }
