@@ -58,6 +58,29 @@ func TechnicianSubject(id string) Subject { return Subject("technician:" + id) }
 // SessionSubject returns the subject of the session with the given GUID.
 func SessionSubject(guid string) Subject { return Subject("session:" + guid) }
 
+// ChatSubject returns the subject of a session's chat log. Chat text is
+// sealed under its own key, apart from the rest of the session, so that the
+// chat log alone can be erased (as the whitepaper's product offers); erasing
+// the session erases both.
+func ChatSubject(guid string) Subject { return Subject("session-chat:" + guid) }
+
+// ChatSubjectOf returns the chat subject of a session stream.
+func ChatSubjectOf(stream string) (Subject, bool) {
+	if !strings.HasPrefix(stream, SessionStreamPrefix) {
+		return "", false
+	}
+	return ChatSubject(strings.TrimPrefix(stream, SessionStreamPrefix)), true
+}
+
+// KeySubjects returns every subject whose data key erasing s destroys: a
+// session's own key and its chat log's; a technician's key.
+func KeySubjects(s Subject) []Subject {
+	if guid, ok := strings.CutPrefix(string(s), "session:"); ok {
+		return []Subject{s, ChatSubject(guid)}
+	}
+	return []Subject{s}
+}
+
 // ParseSubject checks that s has the form "technician:<id>" or
 // "session:<guid>" and returns it; it returns an error of code invalid
 // otherwise.

@@ -600,7 +600,7 @@ type ChatMessage struct {
 	// SenderID is the technician's id when From is "technician".
 	SenderID string `json:"sender_id,omitempty"`
 	// Text is the message.
-	Text string `json:"text" vigil:"sealed"`
+	Text string `json:"text" vigil:"sealed,chat"`
 }
 
 // EventType implements Payload.

@@ -19,7 +19,11 @@ type EventSpec struct {
 	Schema int
 	// Sealed lists the JSON names of the personal fields, sorted.
 	Sealed []string
-	goType reflect.Type
+	// ChatFields lists the sealed fields kept under the session's chat
+	// subject (tag `vigil:"sealed,chat"`), so that a session's chat log can
+	// be erased alone.
+	ChatFields []string
+	goType     reflect.Type
 }
 
 // Registry maps stable event type names to payload types. It is built once
@@ -50,7 +54,11 @@ func (r *Registry) Register(schema int, p Payload) {
 	spec := EventSpec{Type: name, Schema: schema, goType: t}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if f.Tag.Get("vigil") != "sealed" {
+		tag := f.Tag.Get("vigil")
+		if tag != "sealed" && tag != "sealed,chat" {
+			if tag != "" {
+				panic("domain: field " + f.Name + " of " + name + " has an unknown vigil tag " + tag)
+			}
 			continue
 		}
 		jn := jsonName(f)
@@ -58,6 +66,9 @@ func (r *Registry) Register(schema int, p Payload) {
 			panic("domain: sealed field " + f.Name + " of " + name + " needs a json name")
 		}
 		spec.Sealed = append(spec.Sealed, jn)
+		if tag == "sealed,chat" {
+			spec.ChatFields = append(spec.ChatFields, jn)
+		}
 	}
 	sort.Strings(spec.Sealed)
 	r.specs[name] = spec
@@ -179,7 +190,15 @@ func (r *Registry) NewEvent(m Meta, p Payload) (Event, error) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			e.Personal = append(e.Personal, PersonalField{Name: n, Subject: subj, Value: personal[n]})
+			fs := subj
+			if slices.Contains(spec.ChatFields, n) {
+				chat, ok := ChatSubjectOf(m.Stream)
+				if !ok {
+					return Event{}, Errorf(CodeInvalid, "%s carries chat on %s, which is not a session", spec.Type, m.Stream)
+				}
+				fs = chat
+			}
+			e.Personal = append(e.Personal, PersonalField{Name: n, Subject: fs, Value: personal[n]})
 		}
 	}
 	return e, nil

@@ -562,8 +562,8 @@ func TestChatStorage(t *testing.T) {
 			if diff := cmp.Diff(*tt.want, payload[domain.ChatMessage](t, evs)); diff != "" {
 				t.Errorf("chat (-want +got):\n%s", diff)
 			}
-			if len(evs[0].Personal) != 1 || evs[0].Personal[0].Name != "text" || evs[0].Personal[0].Subject != domain.SessionSubject(guid) {
-				t.Errorf("chat text not sealed under the session: %+v", evs[0].Personal)
+			if len(evs[0].Personal) != 1 || evs[0].Personal[0].Name != "text" || evs[0].Personal[0].Subject != domain.ChatSubject(guid) {
+				t.Errorf("chat text not sealed under the session's chat subject: %+v", evs[0].Personal)
 			}
 		})
 	}

@@ -254,7 +254,7 @@ func TestEveryEventTypeLands(t *testing.T) {
 		{`SELECT coalesce(sum(sessions), 0)::int FROM rpt_technician_daily WHERE tenant = $1`, 4},
 		{`SELECT coalesce(sum(transfers), 0)::int FROM rpt_technician_daily WHERE tenant = $1`, 2},
 		{`SELECT coalesce(sum(duration_n), 0)::int FROM rpt_technician_daily WHERE tenant = $1`, 2},
-		{`SELECT count(*) FROM rpt_subject_index WHERE tenant = $1 AND subject = 'session:' || '` + sid + `' AND tbl = 'rpt_chat'`, 2},
+		{`SELECT count(*) FROM rpt_subject_index WHERE tenant = $1 AND subject = 'session-chat:' || '` + sid + `' AND tbl = 'rpt_chat'`, 2},
 		{`SELECT count(*) FROM rpt_subject_index WHERE tenant = $1 AND subject = 'technician:' || '` + techA + `' AND tbl = 'rpt_logins'`, 2},
 	} {
 		if got := count(t, w, c.sql, w.tenant); got != c.want {

@@ -470,7 +470,8 @@ func testShred(t *testing.T, newStore NewStore) {
 	if err := env.Ledger.CheckpointAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	keyID, err := env.Ledger.Shred(ctx, "t1", domain.SessionSubject(guid))
+	// Chat text is sealed under the session's chat subject.
+	keyID, err := env.Ledger.Shred(ctx, "t1", domain.ChatSubject(guid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +514,7 @@ func testShred(t *testing.T, newStore NewStore) {
 		t.Errorf("append after shred: %v, want ErrSubjectErased", err)
 	}
 	// Shredding again is a no-op; an unknown subject is not found.
-	if again, err := env.Ledger.Shred(ctx, "t1", domain.SessionSubject(guid)); err != nil || again != keyID {
+	if again, err := env.Ledger.Shred(ctx, "t1", domain.ChatSubject(guid)); err != nil || again != keyID {
 		t.Errorf("second shred: %q %v", again, err)
 	}
 	if _, err := env.Ledger.Shred(ctx, "t1", domain.SessionSubject("nobody")); !errors.Is(err, domain.ErrNotFound) {
@@ -535,7 +536,7 @@ func testRotation(t *testing.T, newStore NewStore) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := env.Ledger.Shred(ctx, "t1", domain.SessionSubject(fmt.Sprintf("%032x", 104))); err != nil {
+	if _, err := env.Ledger.Shred(ctx, "t1", domain.ChatSubject(fmt.Sprintf("%032x", 104))); err != nil {
 		t.Fatal(err)
 	}
 	raw := make([]byte, 32)
