@@ -89,6 +89,8 @@ type api struct {
 	log     *slog.Logger
 	proxies []netip.Prefix
 	maxBody int64
+	audit   AuditService
+	gdpr    GDPRService
 }
 
 type ctxKey int

@@ -36,6 +36,10 @@ type Options struct {
 	GraphQL http.Handler
 	// Reports, when set, serves GET /v1/reports/{name}.csv.
 	Reports http.Handler
+	// Audit, when set, serves the auditor endpoints (audit.go).
+	Audit AuditService
+	// GDPR, when set, serves the GDPR endpoints (gdpr.go).
+	GDPR GDPRService
 }
 
 // New returns the API's root handler.
@@ -80,8 +84,10 @@ func New(opts Options) http.Handler {
 		mux.Handle("GET /v1/reports/{file}", opts.Reports)
 	}
 	if opts.Service != nil {
-		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody}
+		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody, audit: opts.Audit, gdpr: opts.GDPR}
 		a.routes(mux)
+		a.auditRoutes(mux)
+		a.gdprRoutes(mux)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
