@@ -22,8 +22,13 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	tenant := fs.String("tenant", "", "verify only this tenant's Merkle log (default: every tenant)")
 	keyArg := fs.String("key", "", "checkpoint verifier key, as its note-format string or a file holding it (default: the configured signing key's)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	bundle := fs.String("bundle", "", "verify this auditor bundle offline, with no database (needs --key)")
+	since := fs.String("since", "", "with --bundle: a file holding an earlier checkpoint note the bundle must extend")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *bundle != "" {
+		return runBundleVerify(*bundle, *keyArg, *since, stdout)
 	}
 	if err := cfg.validate(); err != nil {
 		return err
