@@ -52,11 +52,13 @@ func commands() []command {
 		{"serve", "run the API, the ledger writer and the checkpointer", runServe},
 		{"migrate", "apply the database migrations and exit", runMigrate},
 		{"verify", "recompute and check the whole log; exits non-zero at the first bad position", runVerify},
+		{"export", "write a tenant's auditor bundle (events, checkpoint, proofs) to a file", runExport},
 		{"keys", "show the checkpoint verifier key, rotate the master key", runKeys},
 		{"rebuild", "rebuild the projections (reporting tables, subject index) from position 0", runRebuild},
 		{"tenant", "create a tenant and its first admin API key", runTenant},
 		{"apikey", "create or revoke API keys", runAPIKey},
 		{"simulate", "drive realistic support sessions through a running server's HTTP API", runSimulate},
+		{"erase", "GDPR-erase a technician or session (crypto-shredding), or verify an erasure receipt", runErase},
 	}
 }
 

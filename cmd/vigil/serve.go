@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
+	"github.com/vigilhq/vigil/compliance"
 )
 
 func runServe(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -63,6 +64,23 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		sys.service.RunScheduler(schedCtx, cfg.SchedulerInterval)
 	}()
 
+	gdpr := sys.gdpr()
+	retention, err := sys.retention()
+	if err != nil {
+		return err
+	}
+	complianceCtx, stopCompliance := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCompliance()
+	complianceDone := make(chan struct{}, 2)
+	go func() {
+		defer func() { complianceDone <- struct{}{} }()
+		gdpr.RunErasures(complianceCtx, erasureWorkerInterval)
+	}()
+	go func() {
+		defer func() { complianceDone <- struct{}{} }()
+		retention.RunRetention(complianceCtx, retentionInterval)
+	}()
+
 	reports, err := gql.New(gql.Config{
 		Reports: sys.store, Opener: sys.sealer, Index: sys.sealer, Auth: sys.service,
 		Production: cfg.Production(), Logger: log,
@@ -77,6 +95,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Service:        sys.service,
 		Metrics:        promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		TrustedProxies: proxies,
+		Audit:          compliance.NewAuditor(sys.ledger),
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {
@@ -121,6 +140,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	stopScheduler()
 	<-schedDone
+	stopCompliance()
+	<-complianceDone
+	<-complianceDone
 	stopProjections()
 	<-projDone
 	// Requests are done; commit whatever they queued, then checkpoint.
