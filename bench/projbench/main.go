@@ -27,11 +27,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/bench/internal/gen"
 	gql "github.com/vigilhq/vigil/api/graphql"
-	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
@@ -98,7 +97,7 @@ func run() error {
 
 	// 1. The log.
 	start := time.Now()
-	n, err := writeSessions(ctx, l, *events, *tenants, 32)
+	n, err := gen.WriteSessions(ctx, l, *events, *tenants, 32)
 	if err != nil {
 		return err
 	}
@@ -152,92 +151,6 @@ func run() error {
 	return nil
 }
 
-// session returns the events of one realistic support session.
-func session(tenant string, i int) ([]domain.Event, error) {
-	guid := strings.ReplaceAll(uuid.NewString(), "-", "")
-	stream := domain.SessionStream(guid)
-	tech := fmt.Sprintf("tech-%d", i%50)
-	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * 37 * time.Second)
-	customer := domain.Actor{Kind: domain.ActorCustomer, ID: "applet"}
-	techActor := domain.Actor{Kind: domain.ActorTechnician, ID: tech}
-	grant := domain.NewEventID()
-	var out []domain.Event
-	add := func(a domain.Actor, p domain.Payload, id uuid.UUID) error {
-		at = at.Add(7 * time.Second)
-		e, err := domain.NewEvent(domain.Meta{Tenant: tenant, Stream: stream, Actor: a, OccurredAt: at, ID: id}, p)
-		if err != nil {
-			return err
-		}
-		out = append(out, e)
-		return nil
-	}
-	md5, sha := strings.Repeat("a", 32), strings.Repeat("b", 64)
-	steps := []struct {
-		a  domain.Actor
-		p  domain.Payload
-		id uuid.UUID
-	}{
-		{techActor, domain.SessionCreated{GUID: guid, PIN: "123456", Queue: "shared", Channel: "web", GroupID: "g1",
-			CustomerName: "Grace Hopper", CustomerEmail: fmt.Sprintf("grace%d@example.com", i), CustomFields: map[string]string{"cfield0": "ticket"}}, uuid.Nil},
-		{customer, domain.CustomerConnected{Platform: "windows", IP: "192.0.2.1"}, uuid.Nil},
-		{techActor, domain.SessionPickedUp{TechnicianID: tech, GroupID: "g1"}, uuid.Nil},
-		{techActor, domain.ConsentRequested{TechnicianID: tech, Action: domain.ActionOneTimePrompt}, uuid.Nil},
-		{customer, domain.ConsentGranted{Action: domain.ActionOneTimePrompt}, grant},
-		{techActor, domain.RemoteControlStarted{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
-		{techActor, domain.ChatMessage{From: "technician", SenderID: tech, Text: "hello, I am taking control"}, uuid.Nil},
-		{customer, domain.ChatMessage{From: "customer", Text: "ok, go ahead"}, uuid.Nil},
-		{techActor, domain.FileSent{TechnicianID: tech, ConsentEventID: grant, Name: "fix.exe", Size: 1 << 20, MD5: md5, SHA256: sha}, uuid.Nil},
-		{techActor, domain.FileReceived{TechnicianID: tech, ConsentEventID: grant, Name: "log.txt", Size: 4096, MD5: md5, SHA256: sha}, uuid.Nil},
-		{techActor, domain.SystemInfoViewed{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
-		{techActor, domain.ChatMessage{From: "technician", SenderID: tech, Text: "rebooting now"}, uuid.Nil},
-		{techActor, domain.RebootRequested{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
-		{techActor, domain.Reconnected{TechnicianID: tech, ConsentEventID: grant}, uuid.Nil},
-		{techActor, domain.RemoteControlEnded{}, uuid.Nil},
-		{techActor, domain.NoteAdded{TechnicianID: tech, Text: "driver updated"}, uuid.Nil},
-		{customer, domain.ChatMessage{From: "customer", Text: "thank you!"}, uuid.Nil},
-		{techActor, domain.SessionClosed{ClosedBy: domain.ClosedByTechnician, Reason: "fixed"}, uuid.Nil},
-	}
-	for _, s := range steps {
-		if err := add(s.a, s.p, s.id); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// writeSessions appends whole sessions from callers goroutines until at
-// least total events are written.
-func writeSessions(ctx context.Context, l *ledger.Ledger, total, tenants, callers int) (int64, error) {
-	var written, next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := 0; c < callers; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for written.Load() < int64(total) {
-				i := int(next.Add(1))
-				evs, err := session(fmt.Sprintf("tenant-%d", i%tenants), i)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if _, err := l.Append(ctx, evs[0].Stream, ledger.NoStream, evs...); err != nil {
-					errs <- err
-					return
-				}
-				n := written.Add(int64(len(evs)))
-				if n/100000 != (n-int64(len(evs)))/100000 {
-					fmt.Fprintf(os.Stderr, "  %d events\n", n)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return written.Load(), <-errs
-}
-
 // measureLag appends sessions at rate events/s for d and, every 100 ms,
 // measures how long the last acknowledged position takes to be applied by
 // every projection.
@@ -264,7 +177,7 @@ func measureLag(ctx context.Context, l *ledger.Ledger, pool interface {
 		defer tick.Stop()
 		for i := 10_000_000; !stopping.Load(); i++ {
 			<-tick.C
-			evs, err := session(fmt.Sprintf("tenant-%d", i%tenants), i)
+			evs, err := gen.Session(fmt.Sprintf("tenant-%d", i%tenants), i)
 			if err != nil {
 				errc <- err
 				return
