@@ -29,8 +29,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/vigilhq/vigil/adapters/postgres"
-	"github.com/vigilhq/vigil/bench/internal/gen"
 	gql "github.com/vigilhq/vigil/api/graphql"
+	"github.com/vigilhq/vigil/bench/internal/gen"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"

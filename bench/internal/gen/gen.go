@@ -103,4 +103,3 @@ func WriteSessions(ctx context.Context, l *ledger.Ledger, total, tenants, caller
 	close(errs)
 	return written.Load(), <-errs
 }
-
