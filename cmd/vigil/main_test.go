@@ -502,6 +502,70 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if lines := strings.Count(strings.TrimSpace(string(body)), "\n"); res.StatusCode != 200 || lines != 12 {
 		t.Fatalf("sessions.csv: %d, %d data lines:\n%s", res.StatusCode, lines, body)
 	}
+	// Erase one session with the CLI while serve runs: afterwards GraphQL
+	// and the CSV report show it erased, and the receipt verifies offline.
+	var guid string
+	var name string
+	if err := db.Pool.QueryRow(ctx, `SELECT guid FROM rpt_sessions ORDER BY created_position LIMIT 1`).Scan(&guid); err != nil {
+		t.Fatal(err)
+	}
+	graphql := func(q string) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
+		req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	sessionQuery := `{"query": "{ session(id: \"` + guid + `\") { customerName customerEmail chat(first: 50) { text } } }"}`
+	before := graphql(sessionQuery)
+	var parsed struct {
+		Data struct {
+			Session struct{ CustomerName string }
+		}
+	}
+	_ = json.Unmarshal([]byte(before), &parsed)
+	name = parsed.Data.Session.CustomerName
+	if name == "" || name == "[erased]" {
+		t.Fatalf("session before erasure: %s", before)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"erase", "--tenant", tenant["tenant"], "--subject", "session:" + guid, "--reason", "test"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("erase: %v\n%s", err, out.String())
+	}
+	receipt := out.String()[strings.Index(out.String(), "\n")+1:]
+	rf := filepath.Join(dir, "receipt.txt")
+	if err := os.WriteFile(rf, []byte(strings.TrimLeft(receipt, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"erase", "--verify-receipt", rf, "--key", filepath.Join(dir, "signing.key.pub")}, env, &out, io.Discard); err != nil {
+		t.Errorf("receipt does not verify: %v\n%s\nreceipt:\n%s", err, out.String(), receipt)
+	}
+	// The purge clears the reporting rows' personal values (null); the
+	// log's sealed fields read [erased] (keys destroyed).
+	after := graphql(sessionQuery)
+	if strings.Contains(after, name) || strings.Contains(after, `"errors"`) {
+		t.Errorf("GraphQL after erasure: %s", after)
+	}
+	req, _ = http.NewRequest("GET", "http://"+addr+"/v1/reports/sessions.csv", nil)
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.Contains(line, guid) && strings.Contains(line, name) {
+			t.Errorf("sessions.csv after erasure: %s", line)
+		}
+	}
 	// Every acknowledged request is in the log, and the log verifies.
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
@@ -509,15 +573,16 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if err := run(ctx, []string{"verify", "--quiet"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("verify after simulate: %v\n%s", err, out.String())
 	}
-	// Rebuilding gives the same reporting rows.
+	// Rebuilding gives the same rows for every session not erased (an
+	// erased one comes back with references that open as [erased]).
 	dump := func() string {
 		var s string
-		if err := db.Pool.QueryRow(ctx, `SELECT string_agg(t::text, E'\n' ORDER BY guid) FROM rpt_sessions t`).Scan(&s); err != nil {
+		if err := db.Pool.QueryRow(ctx, `SELECT string_agg(t::text, E'\n' ORDER BY guid) FROM rpt_sessions t WHERE guid <> $1`, guid).Scan(&s); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	before := dump()
+	rows := dump()
 	out.Reset()
 	if err := run(ctx, []string{"rebuild", "--quiet"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("rebuild: %v", err)
@@ -525,7 +590,7 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if !strings.Contains(out.String(), "rebuilt reporting:") || !strings.Contains(out.String(), "rebuilt subjects:") {
 		t.Errorf("rebuild printed %q", out.String())
 	}
-	if dump() != before {
+	if dump() != rows {
 		t.Error("rebuild changed the sessions table")
 	}
 	if err := run(ctx, []string{"rebuild", "nope"}, env, io.Discard, io.Discard); err == nil {
