@@ -85,12 +85,14 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 type api struct {
-	svc     *service.Service
-	log     *slog.Logger
-	proxies []netip.Prefix
-	maxBody int64
-	audit   AuditService
-	gdpr    GDPRService
+	svc        *service.Service
+	log        *slog.Logger
+	proxies    []netip.Prefix
+	maxBody    int64
+	audit      AuditService
+	gdpr       GDPRService
+	recordings RecordingsService
+	webhooks   WebhooksService
 }
 
 type ctxKey int

@@ -40,6 +40,10 @@ type Options struct {
 	Audit AuditService
 	// GDPR, when set, serves the GDPR endpoints (gdpr.go).
 	GDPR GDPRService
+	// Recordings, when set, serves the recording endpoints (recordings.go).
+	Recordings RecordingsService
+	// Webhooks, when set, serves the webhook endpoints (webhooks.go).
+	Webhooks WebhooksService
 }
 
 // New returns the API's root handler.
@@ -84,10 +88,13 @@ func New(opts Options) http.Handler {
 		mux.Handle("GET /v1/reports/{file}", opts.Reports)
 	}
 	if opts.Service != nil {
-		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody, audit: opts.Audit, gdpr: opts.GDPR}
+		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody, audit: opts.Audit, gdpr: opts.GDPR,
+			recordings: opts.Recordings, webhooks: opts.Webhooks}
 		a.routes(mux)
 		a.auditRoutes(mux)
 		a.gdprRoutes(mux)
+		a.recordingsRoutes(mux)
+		a.webhooksRoutes(mux)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
