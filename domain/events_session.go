@@ -661,6 +661,16 @@ type RecordingStored struct {
 	MD5 string `json:"md5"`
 	// SHA256 is the plaintext's SHA-256 digest in lower-case hex.
 	SHA256 string `json:"sha256"`
+	// ContentType is the recording's media type as uploaded.
+	ContentType string `json:"content_type,omitempty"`
+	// ChunkRoot is the RFC 6962 Merkle root over the plaintext chunks, in lower-case hex.
+	ChunkRoot string `json:"chunk_root,omitempty"`
+	// ChunkSize is the plaintext size of each encrypted chunk but the last.
+	ChunkSize int `json:"chunk_size,omitempty"`
+	// KeyID names the session data key the chunks are sealed with.
+	KeyID string `json:"key_id,omitempty"`
+	// DurationMS is the duration the uploader declared, in milliseconds.
+	DurationMS int64 `json:"duration_ms,omitempty"`
 }
 
 // EventType implements Payload.
@@ -683,6 +693,8 @@ func (RecordingFailed) EventType() string { return "session.recording_failed" }
 type RecordingViewed struct {
 	// RecordingID identifies the recording.
 	RecordingID string `json:"recording_id"`
+	// Range is the plaintext byte range served, as "bytes=first-last"; empty for an empty recording.
+	Range string `json:"range,omitempty"`
 }
 
 // EventType implements Payload.
@@ -705,6 +717,8 @@ func (RelayConnected) EventType() string { return "session.relay_connected" }
 type RelayPaired struct {
 	// RelayID names the relay node.
 	RelayID string `json:"relay_id"`
+	// PairingMS is how long the first side waited for the second, in milliseconds.
+	PairingMS int64 `json:"pairing_ms,omitempty"`
 }
 
 // EventType implements Payload.

@@ -1,5 +1,6 @@
-// Package localfs is a blob store in a local folder (compliance.Blobs), used
-// for retention archives until the S3 adapter exists. Objects are files under
+// Package localfs is a blob store in a local folder: retention archives
+// (compliance.Blobs) and session recordings (service.RecordingBlobs), the
+// embedded default under the data dir when no S3 bucket is configured. Objects are files under
 // the root; writes go to a temporary file that is synced and renamed, so that
 // a crash leaves the old object or the new one.
 package localfs
@@ -8,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,9 +17,13 @@ import (
 
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
 )
 
-var _ compliance.Blobs = (*Store)(nil)
+var (
+	_ compliance.Blobs       = (*Store)(nil)
+	_ service.RecordingBlobs = (*Store)(nil)
+)
 
 // Store keeps objects as files under a root folder. It is safe for
 // concurrent use (writes of one key race as renames do: the last wins).
@@ -134,4 +140,80 @@ func (s *Store) Stat(ctx context.Context, key string) (compliance.BlobInfo, erro
 		return compliance.BlobInfo{}, fmt.Errorf("stat %s: %w", key, err)
 	}
 	return compliance.BlobInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// PutStream implements service.RecordingBlobs: r is copied to a temporary
+// file that is synced and renamed, so that the object appears whole or not
+// at all; a failed copy removes the temporary file.
+func (s *Store) PutStream(ctx context.Context, key string, r io.Reader, contentType string) (int64, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	tmp := f.Name()
+	n, werr := io.Copy(f, ctxReader{ctx, r})
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, p)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return 0, fmt.Errorf("put %s: %w", key, werr)
+	}
+	return n, nil
+}
+
+// ctxReader stops a copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// GetRange implements service.RecordingBlobs.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 || length == 0 || length < -1 {
+		return nil, domain.Errorf(domain.CodeInvalid, "range %d+%d", offset, length)
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &domain.Error{Code: domain.CodeNotFound, Message: "no object " + key, Err: domain.ErrNotFound}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if length < 0 {
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, length), f}, nil
 }

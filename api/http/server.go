@@ -97,7 +97,11 @@ func New(opts Options) http.Handler {
 		a.webhooksRoutes(mux)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
+		// A recording streams gigabytes; its service enforces the tenant's
+		// maximum size itself.
+		if !(opts.Recordings != nil && RecordingUpload(r)) {
+			r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
+		}
 		mux.ServeHTTP(w, r)
 	})
 }

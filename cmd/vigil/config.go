@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +28,14 @@ type Config struct {
 	TrustedProxies     string
 	SchedulerInterval  time.Duration
 	PprofAddr          string
+	S3Endpoint         string
+	S3AccessKey        string
+	S3SecretKey        string
+	S3Bucket           string
+	S3Region           string
+	S3TLS              string
+	RecordingMaxSize   string
+	RecordingPrefix    string
 	LogLevel           string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -59,6 +68,14 @@ func (c *Config) settings() []setting {
 		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
 		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
 		{flag: "pprof-addr", env: "VIGIL_PPROF_ADDR", def: "", help: "serve Go's pprof profiles on this loopback address (off when empty)", str: &c.PprofAddr},
+		{flag: "s3-endpoint", env: "VIGIL_S3_ENDPOINT", def: "", help: "S3 host:port (no scheme) for recordings and archives; empty keeps them under the data dir", str: &c.S3Endpoint},
+		{flag: "s3-access-key", env: "VIGIL_S3_ACCESS_KEY", def: "", help: "S3 access key", str: &c.S3AccessKey},
+		{flag: "s3-secret-key", env: "VIGIL_S3_SECRET_KEY", def: "", help: "S3 secret key", str: &c.S3SecretKey, secret: true},
+		{flag: "s3-bucket", env: "VIGIL_S3_BUCKET", def: "vigil", help: "S3 bucket, created if missing", str: &c.S3Bucket},
+		{flag: "s3-region", env: "VIGIL_S3_REGION", def: "us-east-1", help: "S3 bucket region", str: &c.S3Region},
+		{flag: "s3-tls", env: "VIGIL_S3_TLS", def: "true", help: "use HTTPS to reach S3 (true or false)", str: &c.S3TLS},
+		{flag: "recording-max-size", env: "VIGIL_RECORDING_MAX_SIZE", def: "4GiB", help: "largest recording accepted (bytes, or with KiB, MiB, GiB)", str: &c.RecordingMaxSize},
+		{flag: "recording-prefix", env: "VIGIL_RECORDING_PREFIX", def: "recordings", help: "object key prefix of recordings", str: &c.RecordingPrefix},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
@@ -127,6 +144,9 @@ func (c *Config) validate() error {
 	if c.Region == "" {
 		return fmt.Errorf("VIGIL_REGION is empty")
 	}
+	if _, err := c.recordings(); err != nil {
+		return err
+	}
 	if strings.ContainsAny(c.LogOrigin, " \t\n+") || c.LogOrigin == "" {
 		return fmt.Errorf("VIGIL_LOG_ORIGIN=%q: want a name without spaces or '+'", c.LogOrigin)
 	}
@@ -170,4 +190,36 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("VIGIL_LOG_LEVEL=%q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// recordings returns the recording and blob store settings.
+func (c *Config) recordings() (recordingsConfig, error) {
+	tls, err := strconv.ParseBool(c.S3TLS)
+	if err != nil {
+		return recordingsConfig{}, fmt.Errorf("VIGIL_S3_TLS=%q: want true or false", c.S3TLS)
+	}
+	size, err := parseSize(c.RecordingMaxSize)
+	if err != nil {
+		return recordingsConfig{}, fmt.Errorf("VIGIL_RECORDING_MAX_SIZE: %w", err)
+	}
+	return recordingsConfig{
+		DataDir: c.DataDir, S3Endpoint: c.S3Endpoint, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
+		S3Bucket: c.S3Bucket, S3Region: c.S3Region, S3TLS: tls, MaxSize: size, Prefix: c.RecordingPrefix,
+	}, nil
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	return n * mult, nil
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/vigilhq/vigil/adapters/localfs"
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain/service"
 	"golang.org/x/mod/sumdb/note"
@@ -23,16 +21,21 @@ const erasureWorkerInterval = 30 * time.Second
 const retentionInterval = time.Hour
 
 // gdpr returns the GDPR service over the system.
-func (s *system) gdpr() *compliance.GDPR {
+func (s *system) gdpr(ctx context.Context) (*compliance.GDPR, error) {
+	recs, err := s.recordingsService(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return compliance.NewGDPR(compliance.GDPRConfig{
 		Pool: s.pool, Ledger: s.ledger, Credentials: s.store, Signer: s.keys.Signer, Logger: s.log,
-	})
+		Recordings: recs.DeleteRecording,
+	}), nil
 }
 
 // retention returns the retention job, archiving into a folder of the data
 // directory.
-func (s *system) retention() (*compliance.RetentionJob, error) {
-	blobs, err := localfs.New(filepath.Join(s.cfg.DataDir, "blobs"))
+func (s *system) retention(ctx context.Context) (*compliance.RetentionJob, error) {
+	blobs, err := s.blobStore(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +73,11 @@ func runErase(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	defer sys.Close()
 	p := service.Principal{Tenant: *tenant, Role: service.RoleAdmin, CredentialID: "cli", Scope: service.ScopeFull}
-	e, err := sys.gdpr().RequestErasure(ctx, p, compliance.ErasureRequest{Subject: *subject, Scope: *scope, Delay: delay, Reason: *reason})
+	gdpr, err := sys.gdpr(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := gdpr.RequestErasure(ctx, p, compliance.ErasureRequest{Subject: *subject, Scope: *scope, Delay: delay, Reason: *reason})
 	if err != nil {
 		return err
 	}

@@ -64,8 +64,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		sys.service.RunScheduler(schedCtx, cfg.SchedulerInterval)
 	}()
 
-	gdpr := sys.gdpr()
-	retention, err := sys.retention()
+	gdpr, err := sys.gdpr(ctx)
+	if err != nil {
+		return err
+	}
+	retention, err := sys.retention(ctx)
+	if err != nil {
+		return err
+	}
+	recordings, err := sys.recordingsService(ctx)
 	if err != nil {
 		return err
 	}
@@ -96,6 +103,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Metrics:        promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		TrustedProxies: proxies,
 		Audit:          compliance.NewAuditor(sys.ledger),
+		Recordings:     recordings,
+		GDPR:           gdpr,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {

@@ -26,6 +26,8 @@ type system struct {
 	sealer  *ledger.Sealer
 	ledger  *ledger.Ledger
 	service *service.Service
+	blobs   blobStore           // opened on first use (recordings_wire.go)
+	recs    *service.Recordings // opened on first use
 }
 
 // open connects to the database (creating it if missing), applies the
