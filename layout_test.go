@@ -34,6 +34,10 @@ func allowed(pkg, dep string) bool {
 		return anyOf(dep, "domain", "ledger", "projections")
 	case under(pkg, "compliance"):
 		return anyOf(dep, "domain", "ledger", "projections", "compliance")
+	case under(pkg, "webhooks"):
+		// webhooks is core: a subscriber of the ledger like projections,
+		// whose runner it reuses; the HTTP client is adapters/webhook.
+		return anyOf(dep, "domain", "ledger", "projections", "webhooks")
 	case under(pkg, "api"), under(pkg, "relay"):
 		return !under(dep, "adapters")
 	case under(pkg, "adapters"):
@@ -93,6 +97,8 @@ func TestRuleTable(t *testing.T) {
 		{"adapters/postgres", "ledger", true},
 		{"cmd/vigil", "adapters/postgres", true},
 		{"ledger", "cmd/vigil", false},
+		{"webhooks", "adapters/webhook", false},
+		{"webhooks", "projections", true},
 	} {
 		if got := allowed(c.pkg, c.dep); got != c.ok {
 			t.Errorf("allowed(%s, %s) = %v, want %v", c.pkg, c.dep, got, c.ok)

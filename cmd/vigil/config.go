@@ -36,6 +36,13 @@ type Config struct {
 	S3TLS              string
 	RecordingMaxSize   string
 	RecordingPrefix    string
+	WebhookAllowCIDRs  string
+	WebhookRetention   time.Duration
+	WebhookTimeout     time.Duration
+	WebhookWorkers     string
+	WebhookRate        string
+	Bus                string
+	BusTopic           string
 	LogLevel           string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -76,6 +83,13 @@ func (c *Config) settings() []setting {
 		{flag: "s3-tls", env: "VIGIL_S3_TLS", def: "true", help: "use HTTPS to reach S3 (true or false)", str: &c.S3TLS},
 		{flag: "recording-max-size", env: "VIGIL_RECORDING_MAX_SIZE", def: "4GiB", help: "largest recording accepted (bytes, or with KiB, MiB, GiB)", str: &c.RecordingMaxSize},
 		{flag: "recording-prefix", env: "VIGIL_RECORDING_PREFIX", def: "recordings", help: "object key prefix of recordings", str: &c.RecordingPrefix},
+		{flag: "webhook-allow-cidrs", env: "VIGIL_WEBHOOK_ALLOW_CIDRS", def: "", help: "CIDRs or addresses webhooks may reach although private, loopback or link-local, and over plain HTTP", str: &c.WebhookAllowCIDRs},
+		{flag: "webhook-payload-retention", env: "VIGIL_WEBHOOK_PAYLOAD_RETENTION", def: "720h", help: "how long stored payloads of finished deliveries are kept", dur: &c.WebhookRetention},
+		{flag: "webhook-timeout", env: "VIGIL_WEBHOOK_TIMEOUT", def: "10s", help: "time limit of one delivery attempt", dur: &c.WebhookTimeout},
+		{flag: "webhook-workers", env: "VIGIL_WEBHOOK_WORKERS", def: "64", help: "concurrent webhook deliveries", str: &c.WebhookWorkers},
+		{flag: "webhook-rate", env: "VIGIL_WEBHOOK_RATE", def: "50", help: "webhook requests per second per endpoint", str: &c.WebhookRate},
+		{flag: "bus", env: "VIGIL_BUS", def: "postgres", help: "event bus: postgres (the main database, through watermill-sql) or nats://host:port (NATS JetStream)", str: &c.Bus},
+		{flag: "bus-topic", env: "VIGIL_BUS_TOPIC", def: "vigil.events", help: "topic committed events are published on", str: &c.BusTopic},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
@@ -147,6 +161,9 @@ func (c *Config) validate() error {
 	if _, err := c.recordings(); err != nil {
 		return err
 	}
+	if _, err := c.webhooks(); err != nil {
+		return err
+	}
 	if strings.ContainsAny(c.LogOrigin, " \t\n+") || c.LogOrigin == "" {
 		return fmt.Errorf("VIGIL_LOG_ORIGIN=%q: want a name without spaces or '+'", c.LogOrigin)
 	}
@@ -158,8 +175,17 @@ func (c *Config) validate() error {
 
 // proxies parses VIGIL_TRUSTED_PROXIES.
 func (c *Config) proxies() ([]netip.Prefix, error) {
+	p, err := parsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("VIGIL_TRUSTED_PROXIES: %w", err)
+	}
+	return p, nil
+}
+
+// parsePrefixes parses comma-separated CIDRs or single addresses.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range strings.Split(c.TrustedProxies, ",") {
+	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
@@ -168,7 +194,7 @@ func (c *Config) proxies() ([]netip.Prefix, error) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return nil, fmt.Errorf("VIGIL_TRUSTED_PROXIES: %q is not a CIDR or an address", s)
+				return nil, fmt.Errorf("%q is not a CIDR or an address", s)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
@@ -222,4 +248,25 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a positive size", s)
 	}
 	return n * mult, nil
+}
+
+// webhooks returns the webhook settings.
+func (c *Config) webhooks() (WebhookSettings, error) {
+	allow, err := parsePrefixes(c.WebhookAllowCIDRs)
+	if err != nil {
+		return WebhookSettings{}, fmt.Errorf("VIGIL_WEBHOOK_ALLOW_CIDRS: %w", err)
+	}
+	workers, err := strconv.Atoi(c.WebhookWorkers)
+	if err != nil || workers < 1 {
+		return WebhookSettings{}, fmt.Errorf("VIGIL_WEBHOOK_WORKERS=%q: want a positive number", c.WebhookWorkers)
+	}
+	rate, err := strconv.ParseFloat(c.WebhookRate, 64)
+	if err != nil || rate <= 0 {
+		return WebhookSettings{}, fmt.Errorf("VIGIL_WEBHOOK_RATE=%q: want a positive number", c.WebhookRate)
+	}
+	if c.WebhookRetention <= 0 || c.WebhookTimeout <= 0 {
+		return WebhookSettings{}, fmt.Errorf("webhook payload retention and timeout must be positive")
+	}
+	return WebhookSettings{AllowCIDRs: allow, PayloadRetention: c.WebhookRetention, Timeout: c.WebhookTimeout,
+		Workers: workers, Rate: rate, Topic: c.BusTopic}, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain/service"
+	"github.com/vigilhq/vigil/webhooks"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -29,6 +30,7 @@ func (s *system) gdpr(ctx context.Context) (*compliance.GDPR, error) {
 	return compliance.NewGDPR(compliance.GDPRConfig{
 		Pool: s.pool, Ledger: s.ledger, Credentials: s.store, Signer: s.keys.Signer, Logger: s.log,
 		Recordings: recs.DeleteRecording,
+		Webhooks:   webhooks.NewService(webhooks.Config{Pool: s.pool, Ledger: s.ledger, Logger: s.log}).PurgeSubject,
 	}), nil
 }
 

@@ -10,10 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -417,6 +419,27 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	var ingest map[string]string
 	_ = json.Unmarshal(out.Bytes(), &ingest)
 
+	// A CRM receiver for session.ended webhooks.
+	var hookMu sync.Mutex
+	ended := map[string]bool{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var p struct {
+			Type string `json:"type"`
+			Data struct {
+				SessionID string `json:"session_id"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(b, &p) == nil && p.Type == "session.ended" && r.Header.Get("webhook-signature") != "" {
+			hookMu.Lock()
+			ended[p.Data.SessionID] = true
+			hookMu.Unlock()
+		}
+		w.WriteHeader(204)
+	}))
+	defer receiver.Close()
+	vars["VIGIL_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.1/32"
+
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
 	for k, v := range vars {
@@ -443,8 +466,20 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
 		}
 	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks", strings.NewReader(`{"url": "`+receiver.URL+`", "description": "crm"}`))
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 201 || !strings.Contains(string(body), "whsec_") {
+		t.Fatalf("webhook subscription: %d %s", res.StatusCode, body)
+	}
 	out.Reset()
-	err := run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
+	err = run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
 		"--sessions", "12", "--concurrency", "4", "--seed", "3", "--quiet"}, env, &out, io.Discard)
 	if err != nil {
 		t.Fatalf("simulate: %v\n%s\nserver log:\n%s", err, out.String(), logs.String())
@@ -477,16 +512,28 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM rpt_sessions`).Scan(&sessions); err != nil || sessions != 12 {
 		t.Fatalf("%d sessions projected (%v), want 12", sessions, err)
 	}
+	// The CRM got a signed session.ended for every session.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		hookMu.Lock()
+		n := len(ended)
+		hookMu.Unlock()
+		if n == 12 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook receiver got %d session.ended deliveries, want 12", n)
+		}
+	}
 	// GraphQL and the CSV report read them, scoped to the tenant.
 	q := `{"query": "{ sessions(first: 5) { totalCount edges { node { id status customerName } } } projectionStatus { name lag } }"}`
-	req, _ := http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
+	req, _ = http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
 	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(res.Body)
+	body, _ = io.ReadAll(res.Body)
 	res.Body.Close()
 	if res.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":12`) || strings.Contains(string(body), `"errors"`) {
 		t.Fatalf("graphql: %d %s", res.StatusCode, body)

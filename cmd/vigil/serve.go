@@ -76,6 +76,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	hooks, _ := cfg.webhooks() // validated above
+	webhooksRT := StartWebhooks(context.WithoutCancel(ctx), sys.pool, sys.ledger, nil, hooks, log)
+	defer webhooksRT.Stop()
 	complianceCtx, stopCompliance := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCompliance()
 	complianceDone := make(chan struct{}, 2)
@@ -105,6 +108,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Audit:          compliance.NewAuditor(sys.ledger),
 		Recordings:     recordings,
 		GDPR:           gdpr,
+		Webhooks:       webhooksRT.Service,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {
