@@ -83,6 +83,7 @@ type recordingRow struct {
 	size                                  *int64
 	failure                               string
 	views                                 int32
+	durationMS                            *int64 // declared by the uploader; nil when not
 }
 
 // batch is the state one Apply accumulates before writing.
@@ -200,7 +201,7 @@ func (b *batch) loadRecordings(ctx context.Context, tx pgx.Tx, events []domain.E
 		return nil
 	}
 	rows, err := tx.Query(ctx, `SELECT r.tenant, r.guid, recording_id, technician_id, state, started_at, stopped_at, stored_at,
-			object_key, content_type, size, md5, sha256, failure, views
+			object_key, content_type, size, md5, sha256, failure, views, duration_ms
 		FROM rpt_recordings r JOIN unnest($1::text[], $2::text[]) AS u(tenant, guid) ON r.tenant = u.tenant AND r.guid = u.guid`, tenants, guids)
 	if err != nil {
 		return err
@@ -209,7 +210,7 @@ func (b *batch) loadRecordings(ctx context.Context, tx pgx.Tx, events []domain.E
 	for rows.Next() {
 		x := &recordingRow{}
 		if err := rows.Scan(&x.tenant, &x.guid, &x.id, &x.technicianID, &x.state, &x.startedAt, &x.stoppedAt, &x.storedAt,
-			&x.objectKey, &x.contentType, &x.size, &x.md5, &x.sha256, &x.failure, &x.views); err != nil {
+			&x.objectKey, &x.contentType, &x.size, &x.md5, &x.sha256, &x.failure, &x.views, &x.durationMS); err != nil {
 			return err
 		}
 		b.recordings[[3]string{x.tenant, x.guid, x.id}] = x
@@ -344,6 +345,10 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 		size := v.Size
 		x.state, x.storedAt, x.objectKey, x.size, x.md5, x.sha256 = "stored", &at, v.Object, &size, v.MD5, v.SHA256
 		x.contentType = recordingContentType(e)
+		if v.DurationMS > 0 {
+			d := v.DurationMS
+			x.durationMS = &d
+		}
 	case *domain.RecordingFailed:
 		x := b.recording(e, v.RecordingID)
 		x.state, x.failure = "failed", v.Reason
@@ -510,16 +515,16 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 		var rows [][]any
 		for _, x := range b.recordings {
 			rows = append(rows, []any{x.tenant, x.guid, x.id, x.technicianID, x.state, x.startedAt, x.stoppedAt, x.storedAt,
-				x.objectKey, x.contentType, x.size, x.md5, x.sha256, x.failure, x.views})
+				x.objectKey, x.contentType, x.size, x.md5, x.sha256, x.failure, x.views, x.durationMS})
 		}
 		q.Queue(`INSERT INTO rpt_recordings (tenant, guid, recording_id, technician_id, state, started_at, stopped_at, stored_at,
-				object_key, content_type, size, md5, sha256, failure, views)
+				object_key, content_type, size, md5, sha256, failure, views, duration_ms)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],
-				$9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::int[])
+				$9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::int[], $16::bigint[])
 			ON CONFLICT (tenant, guid, recording_id) DO UPDATE SET technician_id = EXCLUDED.technician_id, state = EXCLUDED.state,
 				started_at = EXCLUDED.started_at, stopped_at = EXCLUDED.stopped_at, stored_at = EXCLUDED.stored_at,
 				object_key = EXCLUDED.object_key, content_type = EXCLUDED.content_type, size = EXCLUDED.size, md5 = EXCLUDED.md5,
-				sha256 = EXCLUDED.sha256, failure = EXCLUDED.failure, views = EXCLUDED.views`, columns(rows, 15)...)
+				sha256 = EXCLUDED.sha256, failure = EXCLUDED.failure, views = EXCLUDED.views, duration_ms = EXCLUDED.duration_ms`, columns(rows, 16)...)
 	}
 	if q.Len() == 0 {
 		return nil

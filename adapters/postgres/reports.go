@@ -207,16 +207,77 @@ func (s *Store) ActionsBySessions(ctx context.Context, tenant string, ids []stri
 func toRecording(row pgx.CollectableRow) (gql.Recording, error) {
 	var r gql.Recording
 	err := row.Scan(&r.SessionID, &r.RecordingID, &r.TechnicianID, &r.State, &r.StartedAt, &r.StoppedAt, &r.StoredAt,
-		&r.ContentType, &r.Size, &r.MD5, &r.SHA256, &r.Failure, &r.Views)
+		&r.ContentType, &r.Size, &r.MD5, &r.SHA256, &r.Failure, &r.Views, &r.DurationMS, &r.At)
 	return r, err
+}
+
+// recordingColumns are read from recordingSource.
+const recordingColumns = `r.guid, r.recording_id, r.technician_id, r.state, r.started_at, r.stopped_at, r.stored_at,
+	r.content_type, r.size, r.md5, r.sha256, r.failure, r.views, r.duration_ms, r.at`
+
+// recordingSource returns the recordings of the tenant at placeholder t
+// as a relation r. A recording is erased when its session has a completed
+// erasure of scope all (compliance.GDPR destroyed the session's key and
+// deleted the object). Erasure also deletes the session's rpt_recordings
+// rows, so an erased recording is found in recording_objects instead (the
+// upload index, which holds ids and object keys only); after a rebuild the
+// projection writes the rows again and erasure_requests still marks them.
+// at orders the list: started_at, else stored_at, else the object's first
+// write.
+func recordingSource(t string) string {
+	erased := func(a string) string {
+		return `EXISTS (SELECT 1 FROM erasure_requests q WHERE q.tenant = ` + a + `.tenant AND q.subject = 'session:' || ` + a +
+			`.guid AND q.state = 'done' AND q.scope = 'all')`
+	}
+	return `(SELECT x.tenant, x.guid, x.recording_id, x.technician_id,
+			CASE WHEN ` + erased("x") + ` THEN 'erased' ELSE x.state END AS state,
+			x.started_at, x.stopped_at, x.stored_at, x.content_type, x.size, x.md5, x.sha256, x.failure, x.views, x.duration_ms,
+			COALESCE(x.started_at, x.stored_at, o.created_at, 'epoch'::timestamptz) AS at
+		FROM rpt_recordings x LEFT JOIN recording_objects o ON o.tenant = x.tenant AND o.recording_id = x.recording_id
+		WHERE x.tenant = ` + t + `
+		UNION ALL
+		SELECT o.tenant, o.guid, o.recording_id, '', 'erased', NULL, NULL, NULL, '', NULL, '', '', '', 0, NULL, o.created_at
+		FROM recording_objects o
+		WHERE o.tenant = ` + t + ` AND ` + erased("o") + `
+			AND NOT EXISTS (SELECT 1 FROM rpt_recordings x WHERE x.tenant = o.tenant AND x.guid = o.guid AND x.recording_id = o.recording_id)
+	) r`
 }
 
 // RecordingsBySessions implements gql.Reports.
 func (s *Store) RecordingsBySessions(ctx context.Context, tenant string, ids []string) ([]gql.Recording, error) {
-	return query(ctx, s, "recordings", toRecording, `SELECT guid, recording_id, technician_id, state, started_at,
-		stopped_at, stored_at, content_type, size, md5, sha256, failure, views
-		FROM rpt_recordings WHERE tenant = $1 AND guid = ANY($2)
-		ORDER BY guid, started_at NULLS LAST, recording_id`, tenant, ids)
+	return query(ctx, s, "recordings", toRecording, `SELECT `+recordingColumns+` FROM `+recordingSource("$1")+`
+		WHERE r.guid = ANY($2)
+		ORDER BY r.guid, r.started_at NULLS LAST, r.recording_id`, tenant, ids)
+}
+
+// Recordings implements gql.Reports.
+func (s *Store) Recordings(ctx context.Context, tenant string, f gql.RecordingFilter, p gql.RecordingPage) ([]gql.Recording, error) {
+	w := &where{}
+	src := recordingSource(w.arg(tenant))
+	w.add("true")
+	if !f.From.IsZero() {
+		w.add("r.at >= " + w.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("r.at < " + w.arg(f.To))
+	}
+	if f.SessionID != "" {
+		w.add("r.guid = " + w.arg(f.SessionID))
+	}
+	switch f.State {
+	case "":
+	case "viewed":
+		w.add("r.state = 'stored' AND r.views > 0")
+	default:
+		w.add("r.state = " + w.arg(f.State))
+	}
+	if p.After != nil {
+		w.add("(r.at, r.guid, r.recording_id) > (" + w.arg(p.After.At) + "::timestamptz, " + w.arg(p.After.SessionID) + "::text, " +
+			w.arg(p.After.RecordingID) + "::text)")
+	}
+	w.visible(f.VisibleTo)
+	return query(ctx, s, "recordings", toRecording, `SELECT `+recordingColumns+` FROM `+src+` WHERE `+w.String()+
+		` ORDER BY r.at, r.guid, r.recording_id LIMIT `+w.arg(p.Limit), w.args...)
 }
 
 // logWhere starts the conditions of a log-like report read from table r.

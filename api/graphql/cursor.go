@@ -58,4 +58,29 @@ func decodeLogCursor(list, s string) (*LogCursor, error) {
 	return &LogCursor{OccurredAt: time.UnixMicro(us).UTC(), Position: pos}, nil
 }
 
+func encodeRecordingCursor(c RecordingCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("r1|" + strconv.FormatInt(c.At.UnixMicro(), 10) + "|" + c.SessionID + "|" + c.RecordingID))
+}
+
+func decodeRecordingCursor(s string) (*RecordingCursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errBadCursor
+	}
+	// Session and recording ids hold no '|' (UUIDs; recording ids are
+	// letters, digits, '-', '_' and '.').
+	parts := strings.Split(string(raw), "|")
+	if len(parts) != 4 || parts[0] != "r1" || parts[2] == "" || parts[3] == "" {
+		return nil, errBadCursor
+	}
+	us, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return nil, errBadCursor
+	}
+	return &RecordingCursor{At: time.UnixMicro(us).UTC(), SessionID: parts[2], RecordingID: parts[3]}, nil
+}
+
 var errBadCursor = errInvalid("after is not a cursor of this list")

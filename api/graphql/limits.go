@@ -124,7 +124,7 @@ func (l *limits) multiplier(f *ast.Field, root bool) int {
 	}
 	switch name := f.Name.Value; {
 	case root && (name == "sessions" || name == "chatLog" || name == "logins" || name == "lockouts" ||
-		name == "fileTransfers" || name == "consents"):
+		name == "fileTransfers" || name == "consents" || name == "recordings"):
 		return defaultPageSize
 	case root && name == "technicianPerformance":
 		return performanceEstimate

@@ -42,6 +42,10 @@ type Reports interface {
 	ActionsBySessions(ctx context.Context, tenant string, ids []string, p TimelinePage) ([]Action, error)
 	// RecordingsBySessions returns every recording of the sessions of ids.
 	RecordingsBySessions(ctx context.Context, tenant string, ids []string) ([]Recording, error)
+	// Recordings returns up to p.Limit recordings matching f in
+	// (At, SessionID, RecordingID) order, after p.After when set, erased
+	// ones included (state erased).
+	Recordings(ctx context.Context, tenant string, f RecordingFilter, p RecordingPage) ([]Recording, error)
 
 	// ChatLog, FileTransfers, Consents and Logins return up to p.Limit rows
 	// matching f in (occurred_at, position) order, after p.After when set.
@@ -256,14 +260,50 @@ type TechnicianDay struct {
 	Transfers          int
 }
 
-// Recording is a row of rpt_recordings.
+// Recording is a row of rpt_recordings, or of recording_objects for a
+// recording whose reporting row erasure deleted.
 type Recording struct {
-	SessionID, RecordingID, TechnicianID, State string
-	StartedAt, StoppedAt, StoredAt              *time.Time
-	ContentType                                 string
-	Size                                        *int64
-	MD5, SHA256, Failure                        string
-	Views                                       int
+	SessionID, RecordingID, TechnicianID string
+	// State is recording, stopped, stored or failed (the projection's), or
+	// erased: the session has a completed erasure of scope all, so its data
+	// key is destroyed and the object deleted.
+	State                          string
+	StartedAt, StoppedAt, StoredAt *time.Time
+	ContentType                    string
+	Size                           *int64
+	MD5, SHA256, Failure           string
+	Views                          int
+	// DurationMS is the duration the uploader declared; nil when none.
+	DurationMS *int64
+	// At orders the recordings list: started_at, else stored_at, else
+	// when the object was first written.
+	At time.Time
+}
+
+// RecordingFilter selects recordings. Zero fields do not filter.
+type RecordingFilter struct {
+	// From and To bound Recording.At: From <= At < To.
+	From, To  time.Time
+	SessionID string
+	// State is recording, stopped, stored, failed, erased, or viewed
+	// (stored and played back at least once).
+	State string
+	// VisibleTo restricts to the recordings of sessions a technician holds
+	// or owns.
+	VisibleTo string
+}
+
+// RecordingCursor is the keyset position of a recording in the
+// recordings order.
+type RecordingCursor struct {
+	At                     time.Time
+	SessionID, RecordingID string
+}
+
+// RecordingPage is a page of recordings.
+type RecordingPage struct {
+	After *RecordingCursor
+	Limit int
 }
 
 // ProjectionState is a projection's progress.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -359,6 +360,12 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 		"sha256":       plain(graphql.String, func(r Recording) any { return orNull(r.SHA256) }),
 		"failure":      plain(graphql.String, func(r Recording) any { return orNull(r.Failure) }),
 		"views":        plain(nonNull(graphql.Int), func(r Recording) any { return r.Views }),
+		"durationMs": field(longScalar, "The duration the uploader declared, in milliseconds; null when none.",
+			func(_ context.Context, r Recording) (any, error) { return r.DurationMS, nil }),
+		"viewed": field(nonNull(graphql.Boolean), "Whether the recording was played back at least once (views > 0).",
+			func(_ context.Context, r Recording) (any, error) { return r.Views > 0, nil }),
+		"erased": field(nonNull(graphql.Boolean), "Whether the session was erased: its data key destroyed and the object deleted (state erased).",
+			func(_ context.Context, r Recording) (any, error) { return r.State == recordingErased, nil }),
 	}})
 	loginT := graphql.NewObject(graphql.ObjectConfig{Name: "Login", Fields: graphql.Fields{
 		"position":     plain(nonNull(longScalar), func(l Login) any { return l.Position }),
@@ -496,6 +503,7 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 	lockoutFilterT := input("LockoutFilter", timeArgs("technicianId"))
 	fileFilterT := input("FileTransferFilter", timeArgs("sessionId", "technicianId", "direction"))
 	consentFilterT := input("ConsentFilter", timeArgs("sessionId", "technicianId", "kind", "action"))
+	recordingFilterT := input("RecordingFilter", timeArgs("sessionId", "state"))
 
 	query := graphql.NewObject(graphql.ObjectConfig{Name: "Query", Fields: graphql.Fields{
 		"sessions": {Type: nonNull(s.connectionType("Session", sessionT, true)), Args: pageArgs(sessionFilterT),
@@ -517,6 +525,10 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 		"consents": {Type: nonNull(s.connectionType("Consent", consentT, false)), Args: pageArgs(consentFilterT),
 			Description: "Consents requested, granted and denied, and refused actions, in time order.",
 			Resolve:     s.resolveConsents},
+		"recordings": {Type: nonNull(s.connectionType("Recording", recordingT, false)), Args: pageArgs(recordingFilterT),
+			Description: "Session recordings in time order (started, else stored, else first written; from and to bound it). " +
+				"state filters: recording, stopped, stored, failed, erased, or viewed (stored and played back). A technician sees his sessions'.",
+			Resolve: s.resolveRecordings},
 		"technicianPerformance": {Type: nonNull(graphql.NewList(nonNull(perfT))),
 			Args: graphql.FieldConfigArgument{
 				"from": {Type: nonNull(graphql.String), Description: "First day, YYYY-MM-DD (UTC)."},
@@ -746,6 +758,47 @@ func (s *Server) resolveConsents(p graphql.ResolveParams) (any, error) {
 		return nil, err
 	}
 	return logConnection("consents", rows, page.Limit-1, func(x Consent) LogCursor { return LogCursor{x.OccurredAt, x.Position} }), nil
+}
+
+// recordingErased is the state of a recording whose session was erased.
+const recordingErased = "erased"
+
+// recordingStates are the states the recordings filter accepts.
+var recordingStates = []string{"recording", "stopped", "stored", "failed", recordingErased, "viewed"}
+
+func (s *Server) resolveRecordings(p graphql.ResolveParams) (any, error) {
+	req := requestOf(p.Context)
+	f, _ := p.Args["filter"].(map[string]any)
+	filter := RecordingFilter{From: argTime(f, "from"), To: argTime(f, "to"), SessionID: argString(f, "sessionId"),
+		State: argString(f, "state"), VisibleTo: visibleTo(req.p)}
+	if err := checkRange(filter.From, filter.To); err != nil {
+		return nil, err
+	}
+	if filter.State != "" && !slices.Contains(recordingStates, filter.State) {
+		return nil, errInvalid("state must be one of %s, not %q", strings.Join(recordingStates, ", "), filter.State)
+	}
+	first, err := s.first(p.Args)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeRecordingCursor(argString(p.Args, "after"))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.reports.Recordings(p.Context, req.p.Tenant, filter, RecordingPage{After: after, Limit: first + 1})
+	if err != nil {
+		return nil, err
+	}
+	c := &connection{}
+	if len(rows) > first {
+		rows, c.hasNext = rows[:first], true
+	}
+	for _, r := range rows {
+		cur := encodeRecordingCursor(RecordingCursor{At: r.At, SessionID: r.SessionID, RecordingID: r.RecordingID})
+		c.edges = append(c.edges, edge{cursor: cur, node: r})
+		c.endCursor = cur
+	}
+	return c, nil
 }
 
 // parseDay reads YYYY-MM-DD, or the UTC date of an RFC 3339 instant.
