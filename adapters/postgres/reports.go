@@ -402,3 +402,60 @@ func (s *Store) ProjectionStatus(ctx context.Context) ([]gql.ProjectionState, er
 		FROM projection_positions p, (SELECT coalesce(max(position), 0) AS head FROM events) h
 		ORDER BY p.name`)
 }
+
+func toWebhookSubscription(row pgx.CollectableRow) (gql.WebhookSubscription, error) {
+	var w gql.WebhookSubscription
+	var state string
+	err := row.Scan(&w.ID, &w.URL, &w.EventTypes, &w.GroupID, &w.ExcludeChat, &w.Description, &state, &w.CreatedAt)
+	w.Disabled = state != "active"
+	w.CreatedAt = w.CreatedAt.UTC()
+	return w, err
+}
+
+// WebhookSubscriptions implements gql.Reports. It never reads the secrets.
+func (s *Store) WebhookSubscriptions(ctx context.Context, tenant string) ([]gql.WebhookSubscription, error) {
+	return query(ctx, s, "webhook subscriptions", toWebhookSubscription, `SELECT id::text, url, event_types, group_id,
+		exclude_chat, description, state, created_at FROM webhook_subscriptions
+		WHERE tenant = $1 AND state <> 'deleted' ORDER BY created_at, id`, tenant)
+}
+
+func toWebhookDelivery(row pgx.CollectableRow) (gql.WebhookDelivery, error) {
+	var d gql.WebhookDelivery
+	var next time.Time
+	err := row.Scan(&d.ID, &d.WebhookID, &d.EventType, &d.Status, &d.Attempts, &d.LastStatusCode, &d.LastLatencyMS,
+		&next, &d.DeliveredAt, &d.CreatedAt)
+	if d.Status == "pending" {
+		n := next.UTC()
+		d.NextAttemptAt = &n
+	}
+	if d.DeliveredAt != nil {
+		t := d.DeliveredAt.UTC()
+		d.DeliveredAt = &t
+	}
+	d.CreatedAt = d.CreatedAt.UTC()
+	return d, err
+}
+
+// WebhookDeliveries implements gql.Reports. It never reads the payloads.
+func (s *Store) WebhookDeliveries(ctx context.Context, tenant string, f gql.WebhookDeliveryFilter, p gql.WebhookDeliveryPage) ([]gql.WebhookDelivery, error) {
+	w := &where{}
+	w.add("tenant = " + w.arg(tenant))
+	if !f.From.IsZero() {
+		w.add("created_at >= " + w.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("created_at < " + w.arg(f.To))
+	}
+	if f.Status != "" {
+		w.add("state = " + w.arg(f.Status))
+	}
+	if f.WebhookID != "" {
+		w.add("subscription_id = " + w.arg(f.WebhookID) + "::uuid")
+	}
+	if p.After != nil {
+		w.add("(created_at, id) < (" + w.arg(p.After.CreatedAt) + "::timestamptz, " + w.arg(p.After.ID) + "::uuid)")
+	}
+	return query(ctx, s, "webhook deliveries", toWebhookDelivery, `SELECT id::text, subscription_id::text, event_type, state,
+		attempts, last_status, last_latency_ms, next_attempt_at, delivered_at, created_at FROM webhook_deliveries
+		WHERE `+w.String()+` ORDER BY created_at DESC, id DESC LIMIT `+w.arg(p.Limit), w.args...)
+}

@@ -17,6 +17,7 @@ const (
 	recordingsEstimate  = 10  // a session's recordings (not paged)
 	performanceEstimate = 100 // technicianPerformance rows
 	statusEstimate      = 10  // projections
+	webhooksEstimate    = 20  // a tenant's webhook subscriptions (not paged)
 	maxVisits           = 100000
 )
 
@@ -124,10 +125,12 @@ func (l *limits) multiplier(f *ast.Field, root bool) int {
 	}
 	switch name := f.Name.Value; {
 	case root && (name == "sessions" || name == "chatLog" || name == "logins" || name == "lockouts" ||
-		name == "fileTransfers" || name == "consents" || name == "recordings"):
+		name == "fileTransfers" || name == "consents" || name == "recordings" || name == "webhookDeliveries"):
 		return defaultPageSize
 	case root && name == "technicianPerformance":
 		return performanceEstimate
+	case root && name == "webhooks":
+		return webhooksEstimate
 	case root && name == "projectionStatus":
 		return statusEstimate
 	case !root && (name == "chat" || name == "notes" || name == "files" || name == "consents" || name == "actions"):

@@ -64,6 +64,7 @@ type Reports interface {
 	// LatestCheckpoint returns the tenant's latest signed checkpoint, or
 	// domain.ErrNotFound.
 	LatestCheckpoint(ctx context.Context, tenant string) (ledger.Checkpoint, error)
+	WebhookReports
 }
 
 // Opener opens sealed references (ledger.EncodeSealedRef) of a tenant;
@@ -313,4 +314,65 @@ type ProjectionState struct {
 	Head      int64
 	Lag       int64
 	UpdatedAt time.Time
+}
+
+// WebhookReports is the read port over the webhook tables (package
+// webhooks): subscriptions and their delivery log, never a secret or a
+// payload. Every method reads one tenant's rows only. Reports embeds it.
+type WebhookReports interface {
+	// WebhookSubscriptions returns the tenant's subscriptions (deleted ones
+	// left out), oldest first.
+	WebhookSubscriptions(ctx context.Context, tenant string) ([]WebhookSubscription, error)
+	// WebhookDeliveries returns up to p.Limit deliveries matching f, newest
+	// first (created_at DESC, id DESC), after p.After when set.
+	WebhookDeliveries(ctx context.Context, tenant string, f WebhookDeliveryFilter, p WebhookDeliveryPage) ([]WebhookDelivery, error)
+}
+
+// WebhookSubscription is a row of webhook_subscriptions without its secrets.
+type WebhookSubscription struct {
+	ID          string
+	URL         string
+	EventTypes  []string
+	GroupID     string
+	ExcludeChat bool
+	Description string
+	// Disabled is true when the subscription was disabled by a 410 answer
+	// or by request.
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// WebhookDelivery is a row of webhook_deliveries without its payload.
+type WebhookDelivery struct {
+	ID, WebhookID, EventType string
+	// Status is pending, delivered, dead or purged.
+	Status         string
+	Attempts       int
+	LastStatusCode int
+	LastLatencyMS  int
+	// NextAttemptAt is set for pending deliveries only.
+	NextAttemptAt *time.Time
+	DeliveredAt   *time.Time
+	CreatedAt     time.Time
+}
+
+// WebhookDeliveryFilter selects deliveries. Zero fields do not filter.
+type WebhookDeliveryFilter struct {
+	// From and To bound created_at: From <= created_at < To.
+	From, To time.Time
+	Status   string
+	// WebhookID is a subscription id (a UUID).
+	WebhookID string
+}
+
+// WebhookDeliveryCursor is the keyset position of a delivery.
+type WebhookDeliveryCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// WebhookDeliveryPage is a page of deliveries.
+type WebhookDeliveryPage struct {
+	After *WebhookDeliveryCursor
+	Limit int
 }

@@ -529,6 +529,8 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 			Description: "Session recordings in time order (started, else stored, else first written; from and to bound it). " +
 				"state filters: recording, stopped, stored, failed, erased, or viewed (stored and played back). A technician sees his sessions'.",
 			Resolve: s.resolveRecordings},
+		"webhooks":          s.webhooksField(),
+		"webhookDeliveries": s.webhookDeliveriesField(),
 		"technicianPerformance": {Type: nonNull(graphql.NewList(nonNull(perfT))),
 			Args: graphql.FieldConfigArgument{
 				"from": {Type: nonNull(graphql.String), Description: "First day, YYYY-MM-DD (UTC)."},
