@@ -8,6 +8,8 @@ STATICCHECK_VERSION ?= v0.8.2
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	# The webhook soak at its full 10,000 events (too slow under -race).
+	$(GO) test -count=1 -timeout 10m -run 'TestSoak$$' ./webhooks/
 
 ## ci: formatting, vet, staticcheck, then the whole suite
 ci: fmt-check lint test

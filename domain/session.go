@@ -622,15 +622,16 @@ func (s *Session) ConnectRelay(cmd Cmd, side RelaySide, relayID string, ip netip
 }
 
 // PairRelay records session.relay_paired. It returns an error of code
-// session_closed after closing.
-func (s *Session) PairRelay(cmd Cmd, relayID string) ([]Event, error) {
+// session_closed after closing and invalid without a relay id or with a
+// negative pairing time.
+func (s *Session) PairRelay(cmd Cmd, p RelayPaired) ([]Event, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
-	if relayID == "" {
-		return nil, Errorf(CodeInvalid, "relay without an id")
+	if p.RelayID == "" || p.PairingMS < 0 {
+		return nil, Errorf(CodeInvalid, "relay pairing needs a relay id and a non-negative pairing time")
 	}
-	return s.one(cmd, RelayPaired{RelayID: relayID})
+	return s.one(cmd, p)
 }
 
 // CloseRelay records session.relay_closed; it is accepted after the

@@ -805,7 +805,7 @@ func TestIdleSince(t *testing.T) {
 	})
 	t.Run("system events are not activity", func(t *testing.T) {
 		before := w.s.LastActivity()
-		ok(t)(w.s.PairRelay(domain.Cmd{Actor: domain.Actor{Kind: domain.ActorRelay, ID: "r1"}, At: before.Add(time.Hour)}, "r1"))
+		ok(t)(w.s.PairRelay(domain.Cmd{Actor: domain.Actor{Kind: domain.ActorRelay, ID: "r1"}, At: before.Add(time.Hour)}, domain.RelayPaired{RelayID: "r1"}))
 		if !w.s.LastActivity().Equal(before) {
 			t.Error("relay event counted as activity")
 		}

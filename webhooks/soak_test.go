@@ -20,8 +20,12 @@ import (
 // same webhook-id.
 func TestSoak(t *testing.T) {
 	n := 10000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		n = 1000
+	case raceEnabled:
+		// make ci runs the 10,000-event soak again without -race.
+		n = 2000
 	}
 	e := newEnv(t)
 	var rcs []*receiver

@@ -95,6 +95,7 @@ func New(opts Options) http.Handler {
 		a.gdprRoutes(mux)
 		a.recordingsRoutes(mux)
 		a.webhooksRoutes(mux)
+		a.relayRoutes(mux)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A recording streams gigabytes; its service enforces the tenant's

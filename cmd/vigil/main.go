@@ -54,6 +54,7 @@ func commands() []command {
 		{"verify", "recompute and check the whole log; exits non-zero at the first bad position", runVerify},
 		{"export", "write a tenant's auditor bundle (events, checkpoint, proofs) to a file", runExport},
 		{"keys", "show the checkpoint verifier key, rotate the master key", runKeys},
+		{"relay", "run the TLS gateway relay alone; it asks the API over HTTP with a relay key", runRelay},
 		{"rebuild", "rebuild the projections (reporting tables, subject index) from position 0", runRebuild},
 		{"tenant", "create a tenant and its first admin API key", runTenant},
 		{"apikey", "create or revoke API keys", runAPIKey},

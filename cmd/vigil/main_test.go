@@ -64,7 +64,7 @@ func TestServeAnswersHealthAndStopsOnSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve",
-		"VIGIL_DATABASE_URL="+url, "VIGIL_HTTP_ADDR="+addr, "VIGIL_DATA_DIR="+dir)
+		"VIGIL_DATABASE_URL="+url, "VIGIL_HTTP_ADDR="+addr, "VIGIL_DATA_DIR="+dir, "VIGIL_RELAY_ADDR=127.0.0.1:0")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -402,7 +402,7 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	db := pgtest.New(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr}
+	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr, "VIGIL_RELAY_ADDR": "127.0.0.1:0"}
 	env := envFunc(vars)
 	ctx := context.Background()
 

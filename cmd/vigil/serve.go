@@ -24,6 +24,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
+	rc := bindRelayConfig(fs, env)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,8 +78,17 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		return err
 	}
 	hooks, _ := cfg.webhooks() // validated above
-	webhooksRT := StartWebhooks(context.WithoutCancel(ctx), sys.pool, sys.ledger, nil, hooks, log)
+	events, err := openEventsBus(ctx, cfg, sys.pool, log)
+	if err != nil {
+		return fmt.Errorf("event bus: %w", err)
+	}
+	defer events.Close()
+	webhooksRT := StartWebhooks(context.WithoutCancel(ctx), sys.pool, sys.ledger, eventsBus{events}, hooks, log)
 	defer webhooksRT.Stop()
+	rel, err := startRelay(ctx, sys, cfg, rc, registry, log)
+	if err != nil {
+		return err
+	}
 	complianceCtx, stopCompliance := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCompliance()
 	complianceDone := make(chan struct{}, 2)
@@ -156,6 +166,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	stopCompliance()
 	<-complianceDone
 	<-complianceDone
+	if err := rel.Stop(sctx); err != nil {
+		log.Warn("relay shutdown", "err", err)
+	}
 	stopProjections()
 	<-projDone
 	// Requests are done; commit whatever they queued, then checkpoint.

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -55,6 +56,9 @@ type simConfig struct {
 	seed        uint64
 	timeout     time.Duration
 	quiet       bool
+	relay       string      // HOST:PORT of the relay; empty: no relay traffic
+	ca          string      // CA file the relay's certificate is checked against
+	relayTLS    *tls.Config // from ca, set when relay is
 }
 
 func runSimulate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -87,7 +91,7 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vigil simulate --key ADMIN_KEY --ingest-key INGEST_KEY [--url URL] [--sessions N] [--concurrency C] [--seed S] [--timeout D] [--quiet]")
+		fmt.Fprintln(stderr, "usage: vigil simulate --key ADMIN_KEY --ingest-key INGEST_KEY [--url URL] [--sessions N] [--concurrency C] [--seed S] [--timeout D] [--quiet] [--relay HOST:PORT [--ca FILE]]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Drives realistic support sessions through the HTTP API of a running server (docs/api.md).")
 		fmt.Fprintln(stderr, "API keys come from 'vigil apikey create': one of role admin, one of role ingest.")
@@ -153,6 +157,9 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	fs.Uint64Var(&cfg.seed, "seed", cfg.seed, "seed of the scenario choices; 0 picks one and prints it (VIGIL_SIMULATE_SEED)")
 	fs.DurationVar(&cfg.timeout, "timeout", cfg.timeout, "timeout of each HTTP request (VIGIL_SIMULATE_TIMEOUT)")
 	fs.BoolVar(&cfg.quiet, "quiet", cfg.quiet, "no progress bar or setup messages on stderr (VIGIL_SIMULATE_QUIET)")
+	cfg.relay, cfg.ca = env("VIGIL_SIMULATE_RELAY"), env("VIGIL_SIMULATE_CA")
+	fs.StringVar(&cfg.relay, "relay", cfg.relay, "HOST:PORT of the relay: each session also pairs an applet and a console through it and pushes data both ways (VIGIL_SIMULATE_RELAY)")
+	fs.StringVar(&cfg.ca, "ca", cfg.ca, "PEM file of the CA (or self-signed certificate) the relay is trusted by; default: relay-cert.pem in VIGIL_DATA_DIR (VIGIL_SIMULATE_CA)")
 	if err := parseFlags(fs, args); err != nil {
 		return simConfig{}, err
 	}
@@ -179,6 +186,13 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 		return bad("--concurrency must be at least 1, not %d", cfg.concurrency)
 	case cfg.timeout <= 0:
 		return bad("--timeout must be positive")
+	}
+	if cfg.relay != "" {
+		tc, err := simRelayTLS(cfg.relay, cfg.ca, env("VIGIL_DATA_DIR"))
+		if err != nil {
+			return bad("--relay: %v", err)
+		}
+		cfg.relayTLS = tc
 	}
 	return cfg, nil
 }
@@ -572,6 +586,11 @@ func (ss *simSession) play(ctx context.Context, i int) error {
 	}
 	if err := ss.tech(ctx, simCommand{Type: "pick_up"}); err != nil {
 		return err
+	}
+	if s.cfg.relay != "" {
+		if err := simRelaySession(ctx, s.cfg.relay, s.cfg.relayTLS, ss.id, ss.holder.token, 64<<10+ss.r.IntN(64<<10)); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
 	}
 	if err := ss.chat(ctx, 1); err != nil {
 		return err
