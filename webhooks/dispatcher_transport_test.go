@@ -1,12 +1,7 @@
-//go:build watermill
-
-// The dispatcher over the real watermill transports. Built with the
-// watermill tag, as adapters/watermill is, until go.sum lists watermill's
-// dependencies:
-//
-//	go test -tags watermill -run TestDispatcherOn ./webhooks/
-
 package webhooks_test
+
+// The dispatcher over the real watermill transports: watermill-sql on
+// PostgreSQL and NATS JetStream (127.0.0.1:4222, started by .ci/run).
 
 import (
 	"context"
