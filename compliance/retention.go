@@ -34,6 +34,10 @@ type RetentionConfig struct {
 	Ledger *ledger.Ledger
 	// Blobs stores the archive bundles (required).
 	Blobs Blobs
+	// Recordings deletes a session's recording objects when it is shredded
+	// at the end of the archive period (optional: nil keeps the objects,
+	// unreadable once the keys are gone).
+	Recordings RecordingDeleter
 	// Now is the clock (default time.Now); tests move it by years.
 	Now func() time.Time
 	// Logger receives the job's messages (default slog.Default()).
@@ -327,6 +331,9 @@ func (j *RetentionJob) purge(ctx context.Context, tenant, guid string, now time.
 	if err := j.cfg.Blobs.Delete(ctx, object); err != nil {
 		return false, err
 	}
+	if err := j.deleteRecordings(ctx, tenant, guid); err != nil {
+		return false, err
+	}
 	names := make([]string, len(subjects))
 	for i, s := range subjects {
 		names[i] = string(s)
@@ -362,4 +369,31 @@ func OpenArchive(ctx context.Context, sealer *ledger.Sealer, tenant, guid string
 		return ArchiveBundle{}, fmt.Errorf("archive bundle: %w", err)
 	}
 	return b, nil
+}
+
+// deleteRecordings deletes a shredded session's recording objects through
+// the hook. The reporting rows are gone since the archiving, so the objects
+// are found in recording_objects, which outlives them.
+func (j *RetentionJob) deleteRecordings(ctx context.Context, tenant, guid string) error {
+	if j.cfg.Recordings == nil {
+		return nil
+	}
+	rows, err := j.cfg.Pool.Query(ctx, `SELECT recording_id, object_key FROM recording_objects WHERE tenant = $1 AND guid = $2 ORDER BY recording_id`, tenant, guid)
+	if err != nil {
+		return fmt.Errorf("list recordings of %s: %w", guid, err)
+	}
+	type rec struct{ id, key string }
+	recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
+		var x rec
+		return x, r.Scan(&x.id, &x.key)
+	})
+	if err != nil {
+		return fmt.Errorf("list recordings of %s: %w", guid, err)
+	}
+	for _, r := range recs {
+		if err := j.cfg.Recordings(ctx, tenant, guid, r.id, r.key); err != nil {
+			return fmt.Errorf("delete recording %s: %w", r.id, err)
+		}
+	}
+	return nil
 }

@@ -20,7 +20,17 @@ func TestRetentionMovesThroughArchiveToShredded(t *testing.T) {
 	w := newWorld(t)
 	sc := w.scenario()
 	ctx := context.Background()
-	job := compliance.NewRetentionJob(compliance.RetentionConfig{Pool: w.db.Pool, Ledger: w.ledger, Blobs: w.blobs, Now: w.clock.Now})
+	// A recording of the session: its object goes when the session is
+	// shredded.
+	var deleted []string
+	if _, err := w.db.Pool.Exec(ctx, `INSERT INTO recording_objects (tenant, recording_id, guid, object_key) VALUES ($1, 'rec-1', $2, 'recordings/rec-1')`, w.tenant, sc.session); err != nil {
+		t.Fatal(err)
+	}
+	job := compliance.NewRetentionJob(compliance.RetentionConfig{Pool: w.db.Pool, Ledger: w.ledger, Blobs: w.blobs, Now: w.clock.Now,
+		Recordings: func(_ context.Context, tenant, guid, id, key string) error {
+			deleted = append(deleted, tenant+"/"+guid+"/"+id+"/"+key)
+			return nil
+		}})
 	object := "archives/" + w.tenant + "/" + sc.session + ".vra"
 
 	// Online: nothing happens within the 730 days.
@@ -35,6 +45,9 @@ func TestRetentionMovesThroughArchiveToShredded(t *testing.T) {
 	w.must(err)
 	if rep.Archived != 2 || rep.Purged != 0 {
 		t.Fatalf("archive run: %+v", rep)
+	}
+	if len(deleted) != 0 {
+		t.Fatalf("recordings deleted at archiving: %v", deleted)
 	}
 	blob, err := w.blobs.Get(ctx, object)
 	w.must(err)
@@ -82,6 +95,9 @@ func TestRetentionMovesThroughArchiveToShredded(t *testing.T) {
 	w.clock.Add(730 * 24 * time.Hour)
 	rep, err = job.RunOnce(ctx)
 	w.must(err)
+	if want := w.tenant + "/" + sc.session + "/rec-1/recordings/rec-1"; len(deleted) != 1 || deleted[0] != want {
+		t.Errorf("recordings deleted at the shredding: %v, want [%s]", deleted, want)
+	}
 	if rep.Purged != 2 {
 		t.Fatalf("purge run: %+v", rep)
 	}

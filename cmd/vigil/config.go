@@ -36,6 +36,8 @@ type Config struct {
 	S3TLS              string
 	RecordingMaxSize   string
 	RecordingPrefix    string
+	RecordingTenantMax string
+	RecordingTenantPre string
 	WebhookAllowCIDRs  string
 	WebhookRetention   time.Duration
 	WebhookTimeout     time.Duration
@@ -83,6 +85,8 @@ func (c *Config) settings() []setting {
 		{flag: "s3-tls", env: "VIGIL_S3_TLS", def: "true", help: "use HTTPS to reach S3 (true or false)", str: &c.S3TLS},
 		{flag: "recording-max-size", env: "VIGIL_RECORDING_MAX_SIZE", def: "4GiB", help: "largest recording accepted (bytes, or with KiB, MiB, GiB)", str: &c.RecordingMaxSize},
 		{flag: "recording-prefix", env: "VIGIL_RECORDING_PREFIX", def: "recordings", help: "object key prefix of recordings", str: &c.RecordingPrefix},
+		{flag: "recording-tenant-max-size", env: "VIGIL_RECORDING_TENANT_MAX_SIZE", def: "", help: "per-tenant maximum recording sizes, as TENANT=SIZE,… (overrides VIGIL_RECORDING_MAX_SIZE)", str: &c.RecordingTenantMax},
+		{flag: "recording-tenant-prefix", env: "VIGIL_RECORDING_TENANT_PREFIX", def: "", help: "per-tenant recording key prefixes, as TENANT=PREFIX,… (overrides VIGIL_RECORDING_PREFIX)", str: &c.RecordingTenantPre},
 		{flag: "webhook-allow-cidrs", env: "VIGIL_WEBHOOK_ALLOW_CIDRS", def: "", help: "CIDRs or addresses webhooks may reach although private, loopback or link-local, and over plain HTTP", str: &c.WebhookAllowCIDRs},
 		{flag: "webhook-payload-retention", env: "VIGIL_WEBHOOK_PAYLOAD_RETENTION", def: "720h", help: "how long stored payloads of finished deliveries are kept", dur: &c.WebhookRetention},
 		{flag: "webhook-timeout", env: "VIGIL_WEBHOOK_TIMEOUT", def: "10s", help: "time limit of one delivery attempt", dur: &c.WebhookTimeout},
@@ -228,10 +232,38 @@ func (c *Config) recordings() (recordingsConfig, error) {
 	if err != nil {
 		return recordingsConfig{}, fmt.Errorf("VIGIL_RECORDING_MAX_SIZE: %w", err)
 	}
+	tenantMax := map[string]int64{}
+	for tenant, v := range pairs(c.RecordingTenantMax) {
+		n, err := parseSize(v)
+		if err != nil {
+			return recordingsConfig{}, fmt.Errorf("VIGIL_RECORDING_TENANT_MAX_SIZE: tenant %s: %w", tenant, err)
+		}
+		tenantMax[tenant] = n
+	}
+	tenantPrefix := pairs(c.RecordingTenantPre)
+	for tenant, p := range tenantPrefix {
+		if p == "" || strings.ContainsAny(p, " \\") || strings.HasPrefix(p, "/") {
+			return recordingsConfig{}, fmt.Errorf("VIGIL_RECORDING_TENANT_PREFIX: tenant %s: %q is not a key prefix", tenant, p)
+		}
+	}
 	return recordingsConfig{
 		DataDir: c.DataDir, S3Endpoint: c.S3Endpoint, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
 		S3Bucket: c.S3Bucket, S3Region: c.S3Region, S3TLS: tls, MaxSize: size, Prefix: c.RecordingPrefix,
+		TenantMaxSize: tenantMax, TenantPrefix: tenantPrefix,
 	}, nil
+}
+
+// pairs parses "KEY=VALUE,KEY=VALUE"; entries without '=' are ignored by
+// the callers' validation of the values.
+func pairs(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if ok && k != "" {
+			out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return out
 }
 
 // parseSize reads a byte count with an optional KiB, MiB or GiB suffix.

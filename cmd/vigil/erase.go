@@ -41,7 +41,12 @@ func (s *system) retention(ctx context.Context) (*compliance.RetentionJob, error
 	if err != nil {
 		return nil, err
 	}
-	return compliance.NewRetentionJob(compliance.RetentionConfig{Pool: s.pool, Ledger: s.ledger, Blobs: blobs, Logger: s.log}), nil
+	recs, err := s.recordingsService(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return compliance.NewRetentionJob(compliance.RetentionConfig{Pool: s.pool, Ledger: s.ledger, Blobs: blobs,
+		Recordings: recs.DeleteRecording, Logger: s.log}), nil
 }
 
 func runErase(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {

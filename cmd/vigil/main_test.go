@@ -695,3 +695,24 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 		t.Error("rebuild of an unknown projection accepted")
 	}
 }
+
+func TestRecordingSettings(t *testing.T) {
+	c := &Config{S3TLS: "true", RecordingMaxSize: "4GiB", RecordingTenantMax: "acme=1MiB, globex=2048", RecordingTenantPre: "acme=acme/rec"}
+	r, err := c.recordings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MaxSize != 4<<30 || r.TenantMaxSize["acme"] != 1<<20 || r.TenantMaxSize["globex"] != 2048 || r.TenantPrefix["acme"] != "acme/rec" {
+		t.Errorf("recordings config %+v", r)
+	}
+	for name, bad := range map[string]*Config{
+		"Size":       {S3TLS: "true", RecordingMaxSize: "lots"},
+		"TLS":        {S3TLS: "maybe", RecordingMaxSize: "1"},
+		"TenantSize": {S3TLS: "true", RecordingMaxSize: "1", RecordingTenantMax: "acme=-1"},
+		"Prefix":     {S3TLS: "true", RecordingMaxSize: "1", RecordingTenantPre: "acme=/abs"},
+	} {
+		if _, err := bad.recordings(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

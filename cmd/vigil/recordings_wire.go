@@ -22,6 +22,9 @@ type recordingsConfig struct {
 	S3TLS       bool
 	MaxSize     int64  // bytes; 0: service.DefaultRecordingMaxSize
 	Prefix      string // "": service.DefaultRecordingPrefix
+	// Per-tenant overrides.
+	TenantMaxSize map[string]int64
+	TenantPrefix  map[string]string
 }
 
 // blobStore is both ports: archives and recordings.
@@ -47,7 +50,8 @@ func newBlobStore(ctx context.Context, c recordingsConfig) (blobStore, error) {
 // newRecordings wires the recordings service: keys from the ledger's
 // sealer, the index from the PostgreSQL store.
 func newRecordings(svc *service.Service, blobs service.RecordingBlobs, keys service.ChunkKeys, index service.RecordingIndex, c recordingsConfig) *service.Recordings {
-	return service.NewRecordings(svc, service.RecordingsConfig{Blobs: blobs, Keys: keys, Index: index, MaxSize: c.MaxSize, Prefix: c.Prefix})
+	return service.NewRecordings(svc, service.RecordingsConfig{Blobs: blobs, Keys: keys, Index: index, MaxSize: c.MaxSize, Prefix: c.Prefix,
+		TenantMaxSize: c.TenantMaxSize, TenantPrefix: c.TenantPrefix})
 }
 
 // blobStore returns the system's blob store (recordings and retention
