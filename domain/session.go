@@ -45,6 +45,7 @@ type Session struct {
 	technicianID string
 	techGroupID  string
 	closed       bool
+	closedAt     time.Time
 	erased       bool
 	consents     map[Action]uuid.UUID
 	global       uuid.UUID
@@ -602,7 +603,7 @@ func (s *Session) recordingIs(id string, want ...recState) error {
 // when its policy does not store customer IPs. It returns an error of code
 // invalid for an unknown side or relay and session_closed after closing.
 func (s *Session) ConnectRelay(cmd Cmd, side RelaySide, relayID string, ip netip.Addr, g *Group) ([]Event, error) {
-	if err := s.open(); err != nil {
+	if err := s.openAt(cmd.At); err != nil {
 		return nil, err
 	}
 	if err := s.governing(g); err != nil {
@@ -625,7 +626,7 @@ func (s *Session) ConnectRelay(cmd Cmd, side RelaySide, relayID string, ip netip
 // session_closed after closing and invalid without a relay id or with a
 // negative pairing time.
 func (s *Session) PairRelay(cmd Cmd, p RelayPaired) ([]Event, error) {
-	if err := s.open(); err != nil {
+	if err := s.openAt(cmd.At); err != nil {
 		return nil, err
 	}
 	if p.RelayID == "" || p.PairingMS < 0 {
@@ -777,6 +778,26 @@ func (s *Session) open() error {
 	return nil
 }
 
+// openAt is open for the relay's reports, which travel through the bus and
+// may arrive after the session closed: a report of something that happened
+// at or before the close is still accepted, so that no relay event is lost
+// to the race; anything later is refused.
+func (s *Session) openAt(at time.Time) error {
+	if err := s.mustExist(); err != nil {
+		return err
+	}
+	if s.closed && at.After(s.closedAt) {
+		return coded(CodeSessionClosed, ErrSessionClosed, "session %s is closed", s.guid)
+	}
+	return nil
+}
+
+// lateRelayReport reports whether an event of type typ recorded at at is a
+// relay report of something that happened before the close.
+func (s *Session) lateRelayReport(typ string, at time.Time) bool {
+	return (typ == "session.relay_connected" || typ == "session.relay_paired") && !at.After(s.closedAt)
+}
+
 // AllowedAfterClose reports whether an event of type typ may be appended to
 // a closed session's stream: the recording pipeline (recording_stopped,
 // recording_stored, recording_failed, recording_viewed), the relay's own
@@ -792,7 +813,7 @@ func AllowedAfterClose(typ string) bool {
 }
 
 func (s *Session) one(cmd Cmd, p Payload) ([]Event, error) {
-	if s.closed && !AllowedAfterClose(p.EventType()) {
+	if s.closed && !AllowedAfterClose(p.EventType()) && !s.lateRelayReport(p.EventType(), cmd.At) {
 		return nil, coded(CodeSessionClosed, ErrSessionClosed, "session %s is closed", s.guid)
 	}
 	e, err := s.record(cmd, p, s.apply)
@@ -869,6 +890,7 @@ func (s *Session) apply(e Event, p Payload) {
 		s.recordings[p.RecordingID] = recordingFailed
 	case SessionClosed:
 		s.closed = true
+		s.closedAt = e.OccurredAt
 		s.revokeAll()
 	case SubjectErased:
 		s.erased = true

@@ -2,6 +2,8 @@ package domain_test
 
 import (
 	"encoding/json"
+	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -842,5 +844,26 @@ func TestProducerEventID(t *testing.T) {
 	}
 	if evs[0].Version != w.s.StoredVersion()+1 {
 		t.Errorf("version = %d, want %d", evs[0].Version, w.s.StoredVersion()+1)
+	}
+}
+
+// TestLateRelayReports: relay reports travel through the bus and may
+// arrive after the session closed; what happened before the close is still
+// recorded, what claims to happen after it is refused.
+func TestLateRelayReports(t *testing.T) {
+	w := newWorld(t, domain.GrantAll(), domain.DefaultGroupPolicy())
+	closeAt := at(time.Hour)
+	ok(t)(w.s.Close(bySystem(closeAt), domain.ClosedByInactivity, "idle"))
+	relay := func(when time.Time) domain.Cmd {
+		return domain.Cmd{Actor: domain.Actor{Kind: domain.ActorRelay, ID: "r1"}, At: when}
+	}
+	ip := netip.MustParseAddr("192.0.2.1")
+	ok(t)(w.s.ConnectRelay(relay(closeAt.Add(-time.Minute)), domain.RelaySideCustomer, "r1", ip, w.group))
+	ok(t)(w.s.PairRelay(relay(closeAt), domain.RelayPaired{RelayID: "r1", PairingMS: 5}))
+	if _, err := w.s.ConnectRelay(relay(closeAt.Add(time.Second)), domain.RelaySideTechnician, "r1", ip, w.group); !errors.Is(err, domain.ErrSessionClosed) {
+		t.Errorf("relay connection after the close: %v, want session_closed", err)
+	}
+	if _, err := w.s.PairRelay(relay(closeAt.Add(time.Second)), domain.RelayPaired{RelayID: "r1"}); !errors.Is(err, domain.ErrSessionClosed) {
+		t.Errorf("relay pairing after the close: %v, want session_closed", err)
 	}
 }
