@@ -31,6 +31,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
@@ -352,18 +353,38 @@ func (s *Service) Delete(ctx context.Context, p service.Principal, id string) er
 	if _, err := s.Get(ctx, p, id); err != nil {
 		return err
 	}
+	// The subscription row is locked before its deliveries, in the order
+	// the deliverer takes them (a 410 disables the subscription, then
+	// updates the delivery); PostgreSQL may still pick this transaction as
+	// a deadlock victim under load, so it is retried.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = s.delete(ctx, id); !isDeadlock(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Service) delete(ctx context.Context, id string) error {
 	tx, err := s.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `DELETE FROM webhook_deliveries WHERE subscription_id = $1`, id); err != nil {
-		return fmt.Errorf("delete webhook %s: %w", id, err)
-	}
 	if _, err := tx.Exec(ctx, `UPDATE webhook_subscriptions SET state = 'deleted', secret = '', previous_secret = NULL, updated_at = $2 WHERE id = $1`, id, s.now()); err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}
+	if _, err := tx.Exec(ctx, `DELETE FROM webhook_deliveries WHERE subscription_id = $1`, id); err != nil {
+		return fmt.Errorf("delete webhook %s: %w", id, err)
+	}
 	return tx.Commit(ctx)
+}
+
+// isDeadlock reports whether err is PostgreSQL's deadlock_detected.
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }
 
 // RotateSecret gives the subscription a new secret and returns it; the
