@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -214,19 +215,25 @@ func (s *Service) load(ctx context.Context, a aggregate) error {
 }
 
 // retry runs attempt until it does not fail on a stream version clash, at
-// most four times: each attempt reloads what it decides on.
+// most eight times: each attempt reloads what it decides on. Two writers of
+// one stream (a console command and a relay report, say) that clash tend
+// to retry in step and clash again, so every retry waits a random few
+// milliseconds, more each time.
 func retry[T any](ctx context.Context, attempt func() (T, error)) (T, error) {
 	var (
 		v   T
 		err error
 	)
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 8; i++ {
 		v, err = attempt()
 		if !errors.Is(err, domain.ErrConcurrency) {
 			return v, err
 		}
-		if ctx.Err() != nil {
-			break
+		wait := time.Duration(rand.Int64N(int64(time.Millisecond) << i))
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(wait):
 		}
 	}
 	return v, err
