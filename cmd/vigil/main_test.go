@@ -716,3 +716,15 @@ func TestRecordingSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestVerifyUnmigratedDatabase(t *testing.T) {
+	db := pgtest.New(t)
+	url := strings.Replace(db.URL, db.Name, db.Name+"_empty", 1)
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Name+"_empty WITH (FORCE)")
+	})
+	err := run(context.Background(), []string{"verify", "--quiet"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": url, "VIGIL_DATA_DIR": t.TempDir()}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "vigil migrate") {
+		t.Fatalf("verify of an unmigrated database: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/ledger"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -48,6 +49,13 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer sys.Close()
+	var table *string
+	if err := sys.pool.QueryRow(ctx, `SELECT to_regclass('events')::text`).Scan(&table); err != nil {
+		return err
+	}
+	if table == nil {
+		return fmt.Errorf("%s holds no Vigil log: run 'vigil migrate' (or 'vigil serve') first", postgres.Redact(cfg.DatabaseURL))
+	}
 	if verifier == nil {
 		verifier = sys.keys.Verifier
 	}
