@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -18,12 +17,11 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/bench/internal/gen"
+	"github.com/vigilhq/vigil/bench/internal/stack"
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
@@ -47,38 +45,12 @@ func run() error {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	name := fmt.Sprintf("vigil_erasebench_%x", raw)
-	admin, err := pgx.Connect(ctx, *server)
+	s, err := stack.Open(ctx, *server, "erasebench", logger)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	pool, err := postgres.Open(ctx, strings.Replace(*server, "/postgres?", "/"+name+"?", 1))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
-	defer st.Close()
-	mkRaw := make([]byte, 32)
-	_, _ = rand.Read(mkRaw)
-	mk, _ := ledger.NewMasterKey(mkRaw)
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.bench")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
-	go l.Run(ctx)
-	defer l.Close()
+	defer s.Close()
+	pool, st, sealer, l, signer, verifier := s.Pool, s.Store, s.Sealer, s.Ledger, s.Signer, s.Verifier
 	runner := projections.NewRunner(pool, st, projections.Options{Logger: logger}, projections.NewReporting(sealer), projections.NewSubjects())
 	gdpr := compliance.NewGDPR(compliance.GDPRConfig{Pool: pool, Ledger: l, Credentials: st, Signer: signer, Logger: logger})
 	p := service.Principal{Tenant: "tenant-0", Role: service.RoleAdmin, CredentialID: "bench", Scope: service.ScopeFull}

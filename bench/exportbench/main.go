@@ -11,7 +11,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"flag"
 	"fmt"
@@ -26,8 +25,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/bench/internal/stack"
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
@@ -51,38 +49,12 @@ func run() error {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	name := fmt.Sprintf("vigil_exportbench_%x", raw)
-	admin, err := pgx.Connect(ctx, *server)
+	s, err := stack.Open(ctx, *server, "exportbench", logger)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	url := strings.Replace(*server, "/postgres?", "/"+name+"?", 1)
-	pool, err := postgres.Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
-	defer st.Close()
-	mkRaw := make([]byte, 32)
-	_, _ = rand.Read(mkRaw)
-	mk, _ := ledger.NewMasterKey(mkRaw)
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.bench")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
-	go l.Run(ctx)
-	defer l.Close()
+	defer s.Close()
+	pool, l, verifier := s.Pool, s.Ledger, s.Verifier
 
 	var pgVersion string
 	_ = pool.QueryRow(ctx, "SHOW server_version").Scan(&pgVersion)

@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,10 +30,10 @@ import (
 	"github.com/vigilhq/vigil/adapters/postgres"
 	gql "github.com/vigilhq/vigil/api/graphql"
 	"github.com/vigilhq/vigil/bench/internal/gen"
+	"github.com/vigilhq/vigil/bench/internal/stack"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
-	"golang.org/x/mod/sumdb/note"
 )
 
 func main() {
@@ -56,38 +55,12 @@ func run() error {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	name := fmt.Sprintf("vigil_projbench_%x", raw)
-	admin, err := pgx.Connect(ctx, *server)
+	s, err := stack.Open(ctx, *server, "projbench", logger)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	url := strings.Replace(*server, "/postgres?", "/"+name+"?", 1)
-	pool, err := postgres.Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
-	defer st.Close()
-	mkRaw := make([]byte, 32)
-	_, _ = rand.Read(mkRaw)
-	mk, _ := ledger.NewMasterKey(mkRaw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.bench")
-	signer, _ := note.NewSigner(skey)
-	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
-	go l.Run(ctx)
-	defer l.Close()
+	defer s.Close()
+	pool, st, sealer, l := s.Pool, s.Store, s.Sealer, s.Ledger
 	runner := projections.NewRunner(pool, st, projections.Options{Logger: logger}, projections.NewReporting(sealer), projections.NewSubjects())
 
 	var pgVersion string

@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -37,14 +36,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
-	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/adapters/s3"
 	httpapi "github.com/vigilhq/vigil/api/http"
+	"github.com/vigilhq/vigil/bench/internal/stack"
 	"github.com/vigilhq/vigil/domain/service"
-	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
 )
 
 const (
@@ -68,37 +64,12 @@ func run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	// The database.
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	name := fmt.Sprintf("vigil_recbench_%x", raw)
-	admin, err := pgx.Connect(ctx, *server)
+	s, err := stack.Open(ctx, *server, "recbench", logger)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	pool, err := postgres.Open(ctx, strings.Replace(*server, "/postgres?", "/"+name+"?", 1))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
-	defer st.Close()
-	mkRaw := make([]byte, 32)
-	_, _ = rand.Read(mkRaw)
-	mk, _ := ledger.NewMasterKey(mkRaw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.bench")
-	signer, _ := note.NewSigner(skey)
-	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
-	go l.Run(ctx)
-	defer l.Close()
+	defer s.Close()
+	pool, st, sealer, l := s.Pool, s.Store, s.Sealer, s.Ledger
 
 	// The S3 server.
 	gwSrv, err := startGateway(*gw)

@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -24,21 +23,18 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/adapters/webhook"
+	"github.com/vigilhq/vigil/bench/internal/stack"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
 	"github.com/vigilhq/vigil/webhooks"
-	"golang.org/x/mod/sumdb/note"
 )
 
 func main() {
@@ -90,39 +86,13 @@ func run() error {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	name := fmt.Sprintf("vigil_webhookbench_%x", raw)
-	admin, err := pgx.Connect(ctx, *server)
+	s, err := stack.Open(ctx, *server, "webhookbench", logger)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	url := strings.Replace(*server, "/postgres?", "/"+name+"?", 1)
-	pool, err := postgres.Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	st := postgres.NewStore(pool, postgres.Options{Logger: logger})
-	defer st.Close()
+	defer s.Close()
+	pool, st, l := s.Pool, s.Store, s.Ledger
 	st.Listen()
-	mkRaw := make([]byte, 32)
-	_, _ = rand.Read(mkRaw)
-	mk, _ := ledger.NewMasterKey(mkRaw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.bench")
-	signer, _ := note.NewSigner(skey)
-	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.bench", Logger: logger})
-	go l.Run(ctx)
-	defer l.Close()
 
 	cfg := webhooks.Config{Pool: pool, Ledger: l, Logger: logger}
 	svc := webhooks.NewService(cfg)
