@@ -2,8 +2,8 @@ package service
 
 import (
 	"context"
+	"sort"
 	"sync"
-	"time"
 
 	"github.com/vigilhq/vigil/domain"
 )
@@ -17,12 +17,13 @@ type streamCache struct {
 	mu      sync.Mutex
 	entries map[string]*streamEntry
 	max     int
+	tick    uint64 // counts uses: the order of recency
 }
 
 type streamEntry struct {
 	mu     sync.Mutex
 	events []domain.Event
-	used   time.Time
+	used   uint64 // the cache's tick at the last use
 }
 
 func newStreamCache(max int) *streamCache {
@@ -40,25 +41,26 @@ func (c *streamCache) entry(key string) *streamEntry {
 		e = &streamEntry{}
 		c.entries[key] = e
 	}
-	e.used = time.Now()
+	c.tick++
+	e.used = c.tick
 	return e
 }
 
 // evict drops the least recently used tenth of the entries; c.mu is held.
+// One sort of the entries, rather than a scan per dropped entry, keeps the
+// pause short while commands wait on the lock.
 func (c *streamCache) evict() {
-	n := len(c.entries) / 10
-	if n == 0 {
-		n = 1
+	type aged struct {
+		key  string
+		used uint64
 	}
-	for ; n > 0; n-- {
-		var oldest string
-		var t time.Time
-		for k, e := range c.entries {
-			if oldest == "" || e.used.Before(t) {
-				oldest, t = k, e.used
-			}
-		}
-		delete(c.entries, oldest)
+	all := make([]aged, 0, len(c.entries))
+	for k, e := range c.entries {
+		all = append(all, aged{k, e.used})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used < all[j].used })
+	for _, a := range all[:max(1, len(all)/10)] {
+		delete(c.entries, a.key)
 	}
 }
 
