@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -299,11 +300,33 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 	t.Run("side taken", func(t *testing.T) {
-		if _, err := h.dial(t, relay.SideCustomer, open, ""); err != nil {
+		// A side that is waiting is replaced by a reconnect...
+		first, err := h.dial(t, relay.SideCustomer, open, "")
+		if err != nil {
 			t.Fatal(err)
 		}
+		second, err := h.dial(t, relay.SideCustomer, open, "")
+		if err != nil {
+			t.Fatalf("reconnecting customer: %v", err)
+		}
+		first.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := first.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("replaced side still open: %v", err)
+		}
+		guid := relay.Hello{GUID: open}.GUIDString()
+		waitFor(t, "relay_closed replaced", func() bool { e, ok := closedEvent(h, guid); return ok && e.Reason == "replaced" })
+		// ...which pairs; a side of a running pair cannot be taken.
+		tech, err := h.dial(t, relay.SideTechnician, open, "tech-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		second.Write([]byte("hi"))
+		tech.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(tech, make([]byte, 2)); err != nil {
+			t.Fatalf("the reconnected side does not relay: %v", err)
+		}
 		if _, err := h.dial(t, relay.SideCustomer, open, ""); refusal(err) != relay.ReasonSideTaken {
-			t.Fatalf("second customer: %v", err)
+			t.Fatalf("customer of a running pair: %v", err)
 		}
 	})
 	garbage := []struct {
@@ -458,4 +481,131 @@ func TestGracefulShutdownDrains(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// quiet is a harness whose directions park after 30 ms without bytes.
+func quiet(tune func(*relay.Config)) func(*relay.Config) {
+	return func(c *relay.Config) {
+		c.QuietPeriod = 30 * time.Millisecond
+		if tune != nil {
+			tune(c)
+		}
+	}
+}
+
+// TestParkedPairWakes checks that directions parked after a quiet period
+// carry on exactly when bytes come again, many times over, and that the
+// count in relay_closed includes every byte.
+func TestParkedPairWakes(t *testing.T) {
+	h := newHarness(t, quiet(nil))
+	cust, tech, g := h.pair(t)
+	var up, down int64
+	for round := range 4 {
+		time.Sleep(100 * time.Millisecond) // both directions park
+		a := make([]byte, 1+round*40000)
+		b := make([]byte, 7+round*30000)
+		rand.Read(a)
+		rand.Read(b)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); cust.Write(a) }()
+		go func() { defer wg.Done(); tech.Write(b) }()
+		gotA, gotB := make([]byte, len(a)), make([]byte, len(b))
+		tech.SetReadDeadline(time.Now().Add(5 * time.Second))
+		cust.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(tech, gotA); err != nil || !bytes.Equal(a, gotA) {
+			t.Fatalf("round %d customer to technician: %v", round, err)
+		}
+		if _, err := io.ReadFull(cust, gotB); err != nil || !bytes.Equal(b, gotB) {
+			t.Fatalf("round %d technician to customer: %v", round, err)
+		}
+		wg.Wait()
+		up += int64(len(a))
+		down += int64(len(b))
+	}
+	time.Sleep(100 * time.Millisecond)
+	tech.Close()
+	cust.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := cust.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("customer open after the parked technician side closed: %v", err)
+	}
+	guid := relay.Hello{GUID: g}.GUIDString()
+	waitFor(t, "relay_closed", func() bool { _, ok := closedEvent(h, guid); return ok })
+	e, _ := closedEvent(h, guid)
+	if e.BytesFromCustomer != up || e.BytesFromTechnician != down || e.Reason != "technician_closed" {
+		t.Errorf("relay_closed = %+v, want %d/%d bytes, technician_closed", e, up, down)
+	}
+}
+
+func TestParkedPairIdleTimeout(t *testing.T) {
+	h := newHarness(t, quiet(func(c *relay.Config) { c.IdleTimeout = 300 * time.Millisecond }))
+	cust, tech, g := h.pair(t)
+	cust.Write([]byte("x"))
+	tech.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(tech, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := tech.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("idle parked pair still open: %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", d)
+	}
+	guid := relay.Hello{GUID: g}.GUIDString()
+	waitFor(t, "relay_closed", func() bool { e, ok := closedEvent(h, guid); return ok && e.Reason == "idle_timeout" })
+}
+
+func TestParkedPairSessionCloseAndShutdown(t *testing.T) {
+	h := newHarness(t, quiet(nil))
+	cust, tech, g := h.pair(t)
+	cust2, tech2, _ := h.pair(t)
+	time.Sleep(100 * time.Millisecond)
+	guid := relay.Hello{GUID: g}.GUIDString()
+	h.backend.close(guid)
+	for _, c := range []*tls.Conn{cust, tech} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("parked side open after the session closed: %v", err)
+		}
+	}
+	waitFor(t, "relay_closed", func() bool { e, ok := closedEvent(h, guid); return ok && e.Reason == "session_closed" })
+	// Shutdown cuts the other parked pair when its grace ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	for _, c := range []*tls.Conn{cust2, tech2} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("parked side open after shutdown: %v", err)
+		}
+	}
+}
+
+// TestManyParkedPairs parks a few hundred pairs and wakes them all at once.
+func TestManyParkedPairs(t *testing.T) {
+	h := newHarness(t, quiet(nil))
+	const n = 200
+	custs, techs := make([]*tls.Conn, n), make([]*tls.Conn, n)
+	for i := range n {
+		custs[i], techs[i], _ = h.pair(t)
+	}
+	time.Sleep(150 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := []byte(fmt.Sprintf("pair %d", i))
+			custs[i].Write(msg)
+			got := make([]byte, len(msg))
+			techs[i].SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(techs[i], got); err != nil || !bytes.Equal(got, msg) {
+				t.Errorf("pair %d: %q %v", i, got, err)
+			}
+		}()
+	}
+	wg.Wait()
 }

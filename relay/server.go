@@ -52,6 +52,12 @@ type Config struct {
 	// BufferSize is the pooled copy buffer of a direction while bytes flow
 	// (default 32 KiB; a TLS read returns at most one 16 KiB record).
 	BufferSize int
+	// QuietPeriod is how long a direction goes without bytes before it
+	// gives its buffer back and parks its socket (default 2 s).
+	QuietPeriod time.Duration
+	// NoParking keeps a goroutine blocked on every quiet direction instead
+	// of parking it (the only way where epoll is unavailable).
+	NoParking bool
 	// PublishTimeout bounds one publication (default 10 s).
 	PublishTimeout time.Duration
 }
@@ -67,6 +73,7 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 10*time.Minute)
 	def(&c.PollInterval, 5*time.Second)
 	def(&c.PublishTimeout, 10*time.Second)
+	def(&c.QuietPeriod, 2*time.Second)
 	if c.MaxConns <= 0 {
 		c.MaxConns = 20000
 	}
@@ -89,12 +96,18 @@ func (c *Config) setDefaults() {
 
 // Server is the relay. Create it with New, run it with Serve, stop it with
 // Shutdown. It is safe for concurrent use.
+//
+// A connection holds a goroutine only while it is in the handshake or its
+// bytes flow: a waiting side is a map entry and a timer, and a direction
+// that has been quiet for QuietPeriod parks its socket in an epoll set (see
+// parker) until it is readable again.
 type Server struct {
-	cfg  Config
-	m    *Metrics
-	pool sync.Pool
-	sem  chan struct{}
-	pub  *eventQueue
+	cfg    Config
+	m      *Metrics
+	pool   sync.Pool
+	sem    chan struct{}
+	pub    *eventQueue
+	parker *parker // nil where parking is unavailable
 
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -103,18 +116,17 @@ type Server struct {
 	pairs      map[SessionRef]*pair
 	closing    bool
 
-	conns   sync.WaitGroup
+	conns   sync.WaitGroup // open connections
 	done    chan struct{}
 	stopped chan struct{}
 	stop    sync.Once
 }
 
 type waiter struct {
-	side   Side
-	conn   *tls.Conn
-	since  time.Time
-	peer   chan *pair // receives the pair when the other side arrives
-	cancel chan Reason
+	side  Side
+	conn  *tls.Conn
+	since time.Time
+	timer *time.Timer // the peer timeout
 }
 
 type pair struct {
@@ -125,6 +137,22 @@ type pair struct {
 	closeOnce  sync.Once
 	reason     atomic.Value // string
 	last       atomic.Int64 // unix nanos of the last byte either way
+	dirs       [2]direction // from the customer, from the technician
+	ended      atomic.Int32 // directions that ended
+}
+
+// direction is one way of a pair. Its fields other than mu, parked and
+// timer belong to the one goroutine that pumps it at a time.
+type direction struct {
+	p        *pair
+	src, dst *tls.Conn
+	from     string
+	counter  adder
+	n        int64 // bytes written to dst
+
+	mu     sync.Mutex
+	parked *parkEntry
+	timer  *time.Timer // idle timeout while parked
 }
 
 // New returns a server for cfg. It returns an error without a TLS
@@ -145,6 +173,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	size := cfg.BufferSize
 	s.pool.New = func() any { b := make([]byte, size); return &b }
+	if !cfg.NoParking {
+		p, err := newParker()
+		if err != nil {
+			cfg.Logger.Info("relay: quiet connections keep their goroutine", "why", err)
+		} else {
+			s.parker = p
+		}
+	}
 	s.pub = newEventQueue(cfg.Publisher, cfg.Logger, cfg.PublishTimeout)
 	go s.poll()
 	return s, nil
@@ -199,12 +235,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.conns.Add(1)
-		go func() {
-			defer s.conns.Done()
-			defer func() { <-s.sem }()
-			s.handle(c)
-		}()
+		go s.handle(c)
 	}
+}
+
+// release frees the slot of a connection that is closed for good.
+func (s *Server) release() {
+	<-s.sem
+	s.conns.Done()
 }
 
 func remoteAddr(c net.Conn) netip.Addr {
@@ -214,7 +252,8 @@ func remoteAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// handle runs one connection from accept to close.
+// handle runs one connection through the handshake, the hello and the
+// backend's answer; it then leaves it waiting or starts its pair.
 func (s *Server) handle(raw net.Conn) {
 	ip := remoteAddr(raw)
 	s.mu.Lock()
@@ -222,6 +261,7 @@ func (s *Server) handle(raw net.Conn) {
 		s.mu.Unlock()
 		s.m.refused(ReasonBusy)
 		raw.Close()
+		s.release()
 		return
 	}
 	s.handshakes[ip]++
@@ -247,6 +287,7 @@ func (s *Server) handle(raw net.Conn) {
 	if err := conn.HandshakeContext(ctx); err != nil {
 		s.m.refused(ReasonBadHello)
 		raw.Close()
+		s.release()
 		return
 	}
 	hello, err := ReadHello(conn)
@@ -275,7 +316,6 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	ref := SessionRef{Tenant: grant.Tenant, GUID: guid}
 	now := time.Now()
-	w := &waiter{side: hello.Side, conn: conn, since: now, peer: make(chan *pair, 1), cancel: make(chan Reason, 1)}
 
 	s.mu.Lock()
 	if s.closing {
@@ -289,25 +329,29 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	other, ok := s.waiting[ref]
+	var replaced *waiter
 	if ok && other.side == hello.Side {
-		s.mu.Unlock()
-		s.refuse(conn, ReasonSideTaken)
-		return
+		// A reconnect: the new connection takes the seat of the waiting
+		// one, which may be a dead socket nobody will use again.
+		replaced, other, ok = other, nil, false
+		delete(s.waiting, ref)
+		replaced.timer.Stop()
+		s.m.Waiting.Dec()
+		s.pub.add(Event{Type: EventClosed, Tenant: ref.Tenant, Session: guid, RelayID: s.cfg.RelayID, At: now,
+			DurationMS: now.Sub(replaced.since).Milliseconds(), Reason: "replaced"})
 	}
 	var p *pair
+	var w *waiter
 	if ok {
 		delete(s.waiting, ref)
-		p = &pair{ref: ref, start: now}
-		p.last.Store(now.UnixNano())
-		if hello.Side == SideCustomer {
-			p.customer, p.technician = conn, other.conn
-		} else {
-			p.customer, p.technician = other.conn, conn
-		}
+		other.timer.Stop() // if it fired meanwhile, unwait finds the waiter gone
+		p = s.newPair(ref, now, hello.Side, conn, other.conn)
 		s.pairs[ref] = p
 		s.m.Waiting.Dec()
 		s.m.Pairs.Inc()
 	} else {
+		w = &waiter{side: hello.Side, conn: conn, since: now}
+		w.timer = time.AfterFunc(s.cfg.PeerTimeout, func() { s.unwait(ref, w, "peer_timeout") })
 		s.waiting[ref] = w
 		s.m.Waiting.Inc()
 	}
@@ -323,23 +367,37 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	s.mu.Unlock()
 	endHandshake()
+	if replaced != nil {
+		replaced.conn.Close()
+		s.release()
+	}
 
 	conn.SetDeadline(time.Time{})
 	if _, err := conn.Write([]byte{byte(ReasonOK)}); err != nil {
 		if p != nil {
-			p.finish(hello.Side.String() + "_closed")
-			s.runPair(p, other)
+			s.finish(p, hello.Side.String()+"_closed")
+		} else {
+			s.unwait(ref, w, hello.Side.String()+"_closed")
 			return
 		}
-		s.unwait(ref, w, hello.Side.String()+"_closed")
-		return
 	}
 	if p != nil {
-		other.peer <- p
-		s.runPair(p, nil)
-		return
+		go s.pump(&p.dirs[0])
+		s.pump(&p.dirs[1])
 	}
-	s.wait(ref, w)
+}
+
+func (s *Server) newPair(ref SessionRef, now time.Time, side Side, conn, other *tls.Conn) *pair {
+	p := &pair{ref: ref, start: now}
+	p.last.Store(now.UnixNano())
+	if side == SideCustomer {
+		p.customer, p.technician = conn, other
+	} else {
+		p.customer, p.technician = other, conn
+	}
+	p.dirs[0] = direction{p: p, src: p.customer, dst: p.technician, from: "customer", counter: s.m.BytesFromCustomer}
+	p.dirs[1] = direction{p: p, src: p.technician, dst: p.customer, from: "technician", counter: s.m.BytesFromTechnician}
+	return p
 }
 
 // refuse answers a refused hello and closes the connection.
@@ -348,6 +406,7 @@ func (s *Server) refuse(conn *tls.Conn, r Reason) {
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write([]byte{byte(r)})
 	conn.Close()
+	s.release()
 }
 
 func reasonFor(err error) Reason {
@@ -364,22 +423,6 @@ func reasonFor(err error) Reason {
 	return ReasonUnavailable
 }
 
-// wait holds an accepted side until its peer arrives, the peer timeout,
-// the session closing or shutdown.
-func (s *Server) wait(ref SessionRef, w *waiter) {
-	t := time.NewTimer(s.cfg.PeerTimeout)
-	defer t.Stop()
-	select {
-	case <-w.peer:
-		// The peer's goroutine runs the pair.
-		return
-	case <-t.C:
-		s.unwait(ref, w, "peer_timeout")
-	case r := <-w.cancel:
-		s.unwait(ref, w, closeReason(r))
-	}
-}
-
 func closeReason(r Reason) string {
 	if r == ReasonShuttingDown {
 		return "shutdown"
@@ -387,70 +430,83 @@ func closeReason(r Reason) string {
 	return r.String()
 }
 
-// unwait removes a waiting side (unless a peer took it meanwhile) and
-// records its end.
+// unwait removes a waiting side (unless a peer or a reconnect took it
+// meanwhile), records its end and closes it.
 func (s *Server) unwait(ref SessionRef, w *waiter, reason string) {
 	s.mu.Lock()
 	if s.waiting[ref] != w {
 		s.mu.Unlock()
-		// Paired meanwhile: the pair is running in the peer's goroutine.
 		return
 	}
 	delete(s.waiting, ref)
+	w.timer.Stop()
 	s.m.Waiting.Dec()
 	now := time.Now()
 	s.pub.add(Event{Type: EventClosed, Tenant: ref.Tenant, Session: ref.GUID, RelayID: s.cfg.RelayID, At: now,
 		DurationMS: now.Sub(w.since).Milliseconds(), Reason: reason})
 	s.mu.Unlock()
 	w.conn.Close()
+	s.release()
 }
 
-// finish records the first reason the pair ends for and closes both sides.
-func (p *pair) finish(reason string) {
+// finish records the first reason the pair ends for, closes both sides and
+// wakes its parked directions, which then end.
+func (s *Server) finish(p *pair, reason string) {
 	p.closeOnce.Do(func() {
 		p.reason.Store(reason)
 		p.customer.Close()
 		p.technician.Close()
+		for i := range p.dirs {
+			d := &p.dirs[i]
+			d.mu.Lock()
+			e := d.parked
+			d.mu.Unlock()
+			if e != nil {
+				s.parker.unpark(e)
+			}
+		}
 	})
 }
 
-// runPair copies both ways until one side ends, then records the close.
-func (s *Server) runPair(p *pair, _ *waiter) {
-	var fromCustomer, fromTechnician int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		fromCustomer = s.copy(p, p.technician, p.customer, "customer", s.m.BytesFromCustomer)
-	}()
-	fromTechnician = s.copy(p, p.customer, p.technician, "technician", s.m.BytesFromTechnician)
-	wg.Wait()
+// ended records the end of one direction; the second records the pair's
+// close and frees both connections.
+func (s *Server) ended(p *pair) {
+	if p.ended.Add(1) != 2 {
+		return
+	}
 	now := time.Now()
 	s.mu.Lock()
 	delete(s.pairs, p.ref)
 	s.m.Pairs.Dec()
 	reason, _ := p.reason.Load().(string)
 	s.pub.add(Event{Type: EventClosed, Tenant: p.ref.Tenant, Session: p.ref.GUID, RelayID: s.cfg.RelayID, At: now,
-		BytesFromCustomer: fromCustomer, BytesFromTechnician: fromTechnician,
+		BytesFromCustomer: p.dirs[0].n, BytesFromTechnician: p.dirs[1].n,
 		DurationMS: now.Sub(p.start).Milliseconds(), Reason: reason})
 	s.mu.Unlock()
+	s.release()
+	s.release()
 }
 
 type adder interface{ Add(float64) }
 
-// smallBuf is what an idle direction reads into: a pooled large buffer is
-// only held while bytes flow, so that idle pairs cost little memory.
+// smallBuf is what a direction reads into until a read fills it: a pooled
+// large buffer is only held while bytes flow in bursts, so that pairs that
+// trickle or have just formed cost little memory.
 const smallBuf = 512
 
-// release is how long a direction keeps its large buffer without traffic.
-const release = 2 * time.Second
-
-// copy moves bytes from src to dst until src ends or fails, then finishes
-// the pair. It returns the bytes written to dst. While idle it blocks on a
-// small per-direction buffer; once bytes flow it reads into a pooled
-// large buffer (no allocation per chunk) until the direction is quiet for
-// the release period.
-func (s *Server) copy(p *pair, dst, src *tls.Conn, from string, counter adder) int64 {
+// pump moves bytes from d.src to d.dst until the source ends or fails, then
+// finishes the pair. It reads into a small buffer, and into a pooled large
+// one (no allocation per chunk) once a read fills the small one. When the
+// direction has been quiet for the quiet period it gives the large buffer
+// back and parks: the goroutine ends, and the parker starts pump again once
+// the source is readable, the pair ends, or the idle timeout is due.
+func (s *Server) pump(d *direction) {
+	p := d.p
+	idle := s.cfg.IdleTimeout
+	lastByte := func() time.Time { return time.Unix(0, p.last.Load()) }
+	if idle > 0 && time.Since(lastByte()) >= idle {
+		s.finish(p, "idle_timeout")
+	}
 	var small [smallBuf]byte
 	var bp *[]byte
 	defer func() {
@@ -458,56 +514,87 @@ func (s *Server) copy(p *pair, dst, src *tls.Conn, from string, counter adder) i
 			s.pool.Put(bp)
 		}
 	}()
-	var n int64
-	idle := s.cfg.IdleTimeout
 	for {
 		buf := small[:]
-		deadline := time.Time{}
 		if bp != nil {
 			buf = *bp
-			deadline = time.Now().Add(release)
 		}
+		deadline := time.Now().Add(s.cfg.QuietPeriod)
 		if idle > 0 {
-			if d := time.Now().Add(idle); deadline.IsZero() || d.Before(deadline) {
-				deadline = d
+			if dl := lastByte().Add(idle); dl.Before(deadline) {
+				deadline = dl
 			}
 		}
-		src.SetReadDeadline(deadline)
-		nr, rerr := src.Read(buf)
+		d.src.SetReadDeadline(deadline)
+		nr, rerr := d.src.Read(buf)
 		if nr > 0 {
 			p.last.Store(time.Now().UnixNano())
-			nw, werr := dst.Write(buf[:nr])
-			n += int64(nw)
-			counter.Add(float64(nw))
+			nw, werr := d.dst.Write(buf[:nr])
+			d.n += int64(nw)
+			d.counter.Add(float64(nw))
 			if werr != nil {
-				p.finish(otherSide(from) + "_closed")
-				return n
+				s.finish(p, otherSide(d.from)+"_closed")
+				break
 			}
 			if bp == nil && nr == len(buf) {
 				bp = s.pool.Get().(*[]byte) // a burst: read big
 			}
 		}
-		if rerr != nil {
-			var ne net.Error
-			if errors.As(rerr, &ne) && ne.Timeout() {
-				if bp != nil {
-					s.pool.Put(bp) // quiet: give the large buffer back
-					bp = nil
-				}
-				if idle <= 0 || time.Since(time.Unix(0, p.last.Load())) < idle {
-					continue // the other direction is busy, or only the release timer fired
-				}
-				p.finish("idle_timeout")
-				return n
-			}
-			if errors.Is(rerr, io.EOF) || errors.Is(rerr, net.ErrClosed) {
-				p.finish(from + "_closed")
-			} else {
-				p.finish(from + "_error")
-			}
-			return n
+		if rerr == nil {
+			continue
 		}
+		var ne net.Error
+		if errors.As(rerr, &ne) && ne.Timeout() {
+			if idle > 0 && time.Since(lastByte()) >= idle {
+				s.finish(p, "idle_timeout")
+				break
+			}
+			if bp != nil {
+				s.pool.Put(bp) // quiet: give the large buffer back
+				bp = nil
+			}
+			if s.park(d) {
+				return
+			}
+			continue // no parking: block again on the small buffer
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, net.ErrClosed) {
+			s.finish(p, d.from+"_closed")
+		} else {
+			s.finish(p, d.from+"_error")
+		}
+		break
 	}
+	s.ended(p)
+}
+
+// park hands a quiet direction to the parker; it reports false when the
+// caller must go on reading itself.
+func (s *Server) park(d *direction) bool {
+	if s.parker == nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := s.parker.park(d.src.NetConn(), func() {
+		d.mu.Lock()
+		d.parked = nil
+		if d.timer != nil {
+			d.timer.Stop()
+			d.timer = nil
+		}
+		d.mu.Unlock()
+		s.pump(d)
+	})
+	if e == nil {
+		return false
+	}
+	d.parked = e
+	if idle := s.cfg.IdleTimeout; idle > 0 {
+		due := time.Until(time.Unix(0, d.p.last.Load()).Add(idle))
+		d.timer = time.AfterFunc(max(due, 0), func() { s.parker.unpark(e) })
+	}
+	return true
 }
 
 func otherSide(s string) string {
@@ -559,13 +646,10 @@ func (s *Server) endSession(r SessionRef, why Reason) {
 	w := s.waiting[r]
 	s.mu.Unlock()
 	if p != nil {
-		p.finish(closeReason(why))
+		s.finish(p, closeReason(why))
 	}
 	if w != nil {
-		select {
-		case w.cancel <- why:
-		default:
-		}
+		s.unwait(r, w, closeReason(why))
 	}
 }
 
@@ -604,9 +688,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		for _, p := range ps {
-			p.finish("shutdown")
+			s.finish(p, "shutdown")
 		}
 		<-drained
+	}
+	if s.parker != nil {
+		s.parker.close()
 	}
 	s.pub.close()
 	return err

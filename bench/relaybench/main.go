@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	go run ./bench/relaybench [-mb 512] [-pairs 64] [-idle 9900] [-pairings 2000]
+//	go run ./bench/relaybench [-mb 512] [-pairs 64] [-runs 5] [-idle 9900] [-pairings 2000]
 package main
 
 import (
@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vigilhq/vigil/relay"
@@ -46,6 +47,7 @@ func main() {
 	pairs := flag.Int("pairs", 64, "concurrent streams or pairs of the second throughput case")
 	idle := flag.Int("idle", 9900, "idle pairs of the memory case (each pair is 2 connections in the relay and 2 here; mind ulimit -n)")
 	pairings := flag.Int("pairings", 2000, "pairings timed for the latency percentiles")
+	runs := flag.Int("runs", 5, "rounds of the throughput cases; the medians are printed")
 	child := flag.String("child", "", "internal: run as the relay child process with this cert dir")
 	flag.Parse()
 	if *child != "" {
@@ -55,7 +57,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*mb<<20, *pairs, *idle, *pairings); err != nil {
+	if err := run(*mb<<20, *pairs, *idle, *pairings, max(*runs, 1)); err != nil {
 		fmt.Fprintln(os.Stderr, "relaybench:", err)
 		os.Exit(1)
 	}
@@ -130,16 +132,27 @@ func send(w io.Writer, n int) error {
 // then move total bytes over them and time it.
 type stream func(k int) (ws []io.WriteCloser, rs []io.Reader, done func(), err error)
 
-func measure(open stream, k, total int) (float64, error) {
+// result is one measurement: throughput and the process's CPU time per
+// GiB moved (every end of every case runs in this process, so the CPU time
+// is the whole cost of moving the bytes, whatever else runs on the box).
+type result struct{ mibps, cpuPerGiB float64 }
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func measure(open stream, k, total int) (result, error) {
 	ws, rs, done, err := open(k)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	defer done()
 	per := total / k
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*k)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := range k {
 		wg.Add(2)
 		go func() { defer wg.Done(); errs <- send(ws[i], per) }()
@@ -150,14 +163,21 @@ func measure(open stream, k, total int) (float64, error) {
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start)
+	el, cpu := time.Since(start), cpuTime()-cpu0
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			return 0, err
+			return result{}, err
 		}
 	}
-	return float64(per*k) / (1 << 20) / el.Seconds(), nil
+	gib := float64(per*k) / (1 << 30)
+	return result{mibps: gib * 1024 / el.Seconds(), cpuPerGiB: cpu.Seconds() / gib}, nil
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // rawTCP: client writes to a server that reads.
@@ -307,7 +327,18 @@ func relayPairs(addr string, ce *certs) stream {
 	}
 }
 
-func run(total, k, idle, pairings int) error {
+func percents(v []float64) string {
+	var b strings.Builder
+	for i, x := range v {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%.0f%%", 100*x)
+	}
+	return b.String()
+}
+
+func run(total, k, idle, pairings, runs int) error {
 	ce, err := newCerts()
 	if err != nil {
 		return err
@@ -327,23 +358,37 @@ func run(total, k, idle, pairings int) error {
 		{"plain TLS echo (2 hops, decrypt + re-encrypt)", tlsEcho(ce)},
 		{"relay pair (2 hops)", relayPairs(addr, ce)},
 	}
-	fmt.Printf("Relay throughput, %d MiB per case, GOMAXPROCS=%d (MiB/s)\n\n", total>>20, runtimeProcs())
-	fmt.Printf("| case | 1 stream | %d streams |\n| --- | ---: | ---: |\n", k)
-	res := map[string][2]float64{}
-	for _, c := range cases {
-		one, err := measure(c.open, 1, total)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+	fmt.Printf("Relay throughput, %d MiB per case, GOMAXPROCS=%d, median of %d rounds (cases interleaved in each round)\n\n", total>>20, runtimeProcs(), runs)
+	type series struct{ one, many, cpuOne, cpuMany []float64 }
+	res := make([]series, len(cases))
+	var ratioOne, ratioMany []float64
+	for range runs {
+		for i, c := range cases {
+			one, err := measure(c.open, 1, total)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			many, err := measure(c.open, k, total)
+			if err != nil {
+				return fmt.Errorf("%s x%d: %w", c.name, k, err)
+			}
+			r := &res[i]
+			r.one, r.many = append(r.one, one.mibps), append(r.many, many.mibps)
+			r.cpuOne, r.cpuMany = append(r.cpuOne, one.cpuPerGiB), append(r.cpuMany, many.cpuPerGiB)
 		}
-		many, err := measure(c.open, k, total)
-		if err != nil {
-			return fmt.Errorf("%s x%d: %w", c.name, k, err)
-		}
-		res[c.name] = [2]float64{one, many}
-		fmt.Printf("| %s | %.0f | %.0f |\n", c.name, one, many)
+		// The ratio within a round, where both cases met the same load.
+		ratioOne = append(ratioOne, res[3].one[len(res[3].one)-1]/res[1].one[len(res[1].one)-1])
+		ratioMany = append(ratioMany, res[3].many[len(res[3].many)-1]/res[1].many[len(res[1].many)-1])
 	}
-	r, s := res["relay pair (2 hops)"], res["plain TLS stream (1 hop)"]
-	fmt.Printf("\nrelay / TLS stream: %.0f%% (1 pair), %.0f%% (%d pairs)\n", 100*r[0]/s[0], 100*r[1]/s[1], k)
+	fmt.Printf("| case | 1 stream MiB/s | %d streams MiB/s | CPU s per GiB (1) | CPU s per GiB (%d) |\n| --- | ---: | ---: | ---: | ---: |\n", k, k)
+	for i, c := range cases {
+		r := res[i]
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.2f |\n", c.name, median(r.one), median(r.many), median(r.cpuOne), median(r.cpuMany))
+	}
+	fmt.Printf("\nrelay / TLS stream, median of the per-round ratios: %.0f%% (1 pair; rounds %s), %.0f%% (%d pairs)\n",
+		100*median(ratioOne), percents(ratioOne), 100*median(ratioMany), k)
+	fmt.Printf("relay CPU per byte / TLS stream CPU per byte: %.2f (1 pair), %.2f (%d pairs)\n",
+		median(res[3].cpuOne)/median(res[1].cpuOne), median(res[3].cpuMany)/median(res[1].cpuMany), k)
 
 	// Pairing latency.
 	lat := make([]time.Duration, 0, pairings)
@@ -384,6 +429,9 @@ func runtimeProcs() int {
 
 // memory runs the relay in a child process and reads its VmRSS.
 func memory(ce *certs, n int) error {
+	if n <= 0 {
+		return nil
+	}
 	dir, err := os.MkdirTemp("", "relaybench")
 	if err != nil {
 		return err
