@@ -31,6 +31,9 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
 	$(GO) test -run=^$$ -fuzz=FuzzQuery -fuzztime=$(FUZZTIME) ./api/graphql/
+	$(GO) test -run=^$$ -fuzz=FuzzHello -fuzztime=$(FUZZTIME) ./relay/
+	$(GO) test -run=^$$ -fuzz=FuzzStreamNames -fuzztime=$(FUZZTIME) ./adapters/eventstoredb/
+	$(GO) test -run=^$$ -fuzz=FuzzVerifyBundle -fuzztime=$(FUZZTIME) ./compliance/
 
 ## bench: the benchmarks of docs/performance.md
 bench:

@@ -393,6 +393,18 @@ func (s *Store) TechnicianPerformance(ctx context.Context, tenant string, from, 
 
 // ProjectionStatus implements gql.Reports.
 func (s *Store) ProjectionStatus(ctx context.Context) ([]gql.ProjectionState, error) {
+	if s.opts.LogHead != nil {
+		head, err := s.opts.LogHead(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("projection status: %w", err)
+		}
+		return query(ctx, s, "projection status", func(row pgx.CollectableRow) (gql.ProjectionState, error) {
+			p := gql.ProjectionState{Head: head}
+			err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt)
+			p.Lag = max(p.Head-p.Position, 0)
+			return p, err
+		}, `SELECT name, position, updated_at FROM projection_positions ORDER BY name`)
+	}
 	return query(ctx, s, "projection status", func(row pgx.CollectableRow) (gql.ProjectionState, error) {
 		var p gql.ProjectionState
 		err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt, &p.Head)

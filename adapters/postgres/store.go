@@ -39,6 +39,10 @@ type Options struct {
 	PollInterval time.Duration
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// LogHead, when set, is the head of the ledger's log for the reports'
+	// projection lag: set it when the log lives in another store
+	// (VIGIL_LOG_STORE=kurrentdb); by default the head is read from events.
+	LogHead func(context.Context) (int64, error)
 }
 
 // Store is the PostgreSQL implementation of ledger.Store. It is safe for

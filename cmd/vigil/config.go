@@ -46,6 +46,8 @@ type Config struct {
 	Bus                string
 	BusTopic           string
 	LogLevel           string
+	LogStore           string
+	KurrentDBURL       string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
 }
@@ -94,6 +96,8 @@ func (c *Config) settings() []setting {
 		{flag: "webhook-rate", env: "VIGIL_WEBHOOK_RATE", def: "50", help: "webhook requests per second per endpoint", str: &c.WebhookRate},
 		{flag: "bus", env: "VIGIL_BUS", def: "postgres", help: "event bus: postgres (the main database, through watermill-sql) or nats://host:port (NATS JetStream)", str: &c.Bus},
 		{flag: "bus-topic", env: "VIGIL_BUS_TOPIC", def: "vigil.events", help: "topic committed events are published on", str: &c.BusTopic},
+		{flag: "log-store", env: "VIGIL_LOG_STORE", def: "postgres", help: "where the ledger's log lives: postgres (the main database) or kurrentdb (VIGIL_KURRENTDB_URL); keys, projections and the rest stay in PostgreSQL", str: &c.LogStore},
+		{flag: "kurrentdb-url", env: "VIGIL_KURRENTDB_URL", def: "", help: "KurrentDB/EventStoreDB connection string, such as esdb://127.0.0.1:2113?tls=false, for VIGIL_LOG_STORE=kurrentdb", str: &c.KurrentDBURL, secret: true},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
@@ -173,6 +177,15 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	switch c.LogStore {
+	case "postgres":
+	case "kurrentdb":
+		if c.KurrentDBURL == "" {
+			return fmt.Errorf("VIGIL_LOG_STORE=kurrentdb needs VIGIL_KURRENTDB_URL")
+		}
+	default:
+		return fmt.Errorf("VIGIL_LOG_STORE=%q: want postgres or kurrentdb", c.LogStore)
 	}
 	return nil
 }

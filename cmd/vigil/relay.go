@@ -22,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -156,21 +155,6 @@ func loadRelayTLS(cfg *Config, rc *RelayConfig, log *slog.Logger) (relayTLS, err
 		log.Warn("relay: using a self-signed certificate (development only)", "cert", path)
 	}
 	return relayTLS{cfg: relay.ServerTLS(cert), certPath: path}, nil
-}
-
-// locateSession finds a session's tenant by its GUID: the session's first
-// event, probed per tenant through the (tenant, stream, version) index.
-func locateSession(pool *pgxpool.Pool) service.SessionLocator {
-	return service.SessionLocatorFunc(func(ctx context.Context, guid string) (string, error) {
-		var tenant string
-		err := pool.QueryRow(ctx, `SELECT t.id FROM tenants t
-			WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant = t.id AND e.stream = $1 AND e.version = 1)
-			LIMIT 1`, domain.SessionStream(guid)).Scan(&tenant)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "", domain.ErrNotFound
-		}
-		return tenant, err
-	})
 }
 
 // inProcessBackend is relay.Backend over the service, for the relay inside
@@ -326,7 +310,7 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 	if err != nil {
 		return nil, err
 	}
-	rel := sys.service.Relay(locateSession(sys.pool))
+	rel := sys.service.Relay(locateSession(sys.pool, sys.logStore))
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	run := &relayRunning{grace: rc.DrainGrace, cancel: cancel, bus: bus, subs: make(chan struct{})}
 	go func() {

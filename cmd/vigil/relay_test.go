@@ -162,7 +162,7 @@ func startTestRelay(t *testing.T, f *relayFixture, pub relay.Publisher) (addr st
 	cert, _ := tls.X509KeyPair(certPEM, keyPEM)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(certPEM)
-	rel := f.sys.service.Relay(locateSession(f.sys.pool))
+	rel := f.sys.service.Relay(locateSession(f.sys.pool, f.sys.logStore))
 	srv, err := relay.New(relay.Config{TLS: relay.ServerTLS(cert), RelayID: "r1", Publisher: pub, PollInterval: 100 * time.Millisecond,
 		Backend: inProcessBackend{rel: rel, p: service.Principal{Role: service.RoleRelay, CredentialID: "relay:test"}}})
 	if err != nil {

@@ -78,7 +78,7 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 			_ = bar.Set64(done)
 		}
 	}
-	rep, err := ledger.Verify(ctx, sys.store, opts)
+	rep, err := ledger.Verify(ctx, sys.logStore, opts)
 	if bar != nil {
 		_ = bar.Finish()
 	}

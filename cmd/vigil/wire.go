@@ -18,16 +18,19 @@ import (
 
 // system is the wired core: database, keys, store, sealer and ledger.
 type system struct {
-	cfg     *Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	store   *postgres.Store
-	keys    keys.Material
-	sealer  *ledger.Sealer
-	ledger  *ledger.Ledger
-	service *service.Service
-	blobs   blobStore           // opened on first use (recordings_wire.go)
-	recs    *service.Recordings // opened on first use
+	cfg   *Config
+	log   *slog.Logger
+	pool  *pgxpool.Pool
+	store *postgres.Store // identity, reports, subject keys; the log too by default
+	// logStore keeps the ledger's log: store itself, or KurrentDB.
+	logStore ledger.Store
+	closeLog func()
+	keys     keys.Material
+	sealer   *ledger.Sealer
+	ledger   *ledger.Ledger
+	service  *service.Service
+	blobs    blobStore           // opened on first use (recordings_wire.go)
+	recs     *service.Recordings // opened on first use
 }
 
 // open connects to the database (creating it if missing), applies the
@@ -53,10 +56,18 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 		pool.Close()
 		return nil, err
 	}
-	s.store = postgres.NewStore(pool, postgres.Options{Logger: log})
+	pgOpts := postgres.Options{Logger: log}
+	if cfg.LogStore == "kurrentdb" {
+		pgOpts.LogHead = func(ctx context.Context) (int64, error) { return s.logStore.Head(ctx) }
+	}
+	s.store = postgres.NewStore(pool, pgOpts)
+	if s.logStore, s.closeLog, err = openLogStore(ctx, cfg, s.store, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	s.sealer = ledger.NewSealer(s.store, s.keys.Ring, 0)
 	s.store.OnKeyDestroyed(s.sealer.Invalidate)
-	s.ledger = ledger.New(s.store, s.sealer, s.keys.Signer, ledger.Options{
+	s.ledger = ledger.New(s.logStore, s.sealer, s.keys.Signer, ledger.Options{
 		Origin:             cfg.LogOrigin,
 		CheckpointInterval: cfg.CheckpointInterval,
 		Logger:             log,
@@ -75,7 +86,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 
 // projector returns the runner of Vigil's projections.
 func (s *system) projector() *projections.Runner {
-	return projections.NewRunner(s.pool, s.store, projections.Options{Logger: s.log},
+	return projections.NewRunner(s.pool, s.logStore, projections.Options{Logger: s.log},
 		projections.NewReporting(s.sealer), projections.NewSubjects())
 }
 
@@ -119,6 +130,9 @@ func (s *system) loadKeys() error {
 func (s *system) Close() {
 	if s.ledger != nil {
 		s.ledger.Close()
+	}
+	if s.closeLog != nil {
+		s.closeLog()
 	}
 	if s.store != nil {
 		s.store.Close()
