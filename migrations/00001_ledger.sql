@@ -8,7 +8,12 @@
 -- +goose StatementBegin
 DO $$
 BEGIN
-    CREATE ROLE vigil_app NOLOGIN;
+    -- Checked first: CREATE ROLE needs CREATEROLE even when the role
+    -- exists, and an owner without it must still be able to migrate once
+    -- an administrator created the role.
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vigil_app') THEN
+        CREATE ROLE vigil_app NOLOGIN;
+    END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;
 END

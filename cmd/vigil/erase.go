@@ -34,8 +34,9 @@ func (s *system) gdpr(ctx context.Context) (*compliance.GDPR, error) {
 	}), nil
 }
 
-// retention returns the retention job, archiving into a folder of the data
-// directory.
+// retention returns the retention job, archiving into the blob store (S3
+// when configured, otherwise a folder of the data directory), where the
+// recordings are too.
 func (s *system) retention(ctx context.Context) (*compliance.RetentionJob, error) {
 	blobs, err := s.blobStore(ctx)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 
 func runKeys(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil keys public | rotate [--new-key-file FILE] | new-master")
+		fmt.Fprintln(stderr, "usage: vigil keys public | rotate [--new-key-file FILE] | new-master | new-signing FILE")
 		return errUsage
 	}
 	switch args[0] {
@@ -22,6 +22,8 @@ func runKeys(ctx context.Context, args []string, env func(string) string, stdout
 		return runKeysPublic(args[1:], env, stdout, stderr)
 	case "rotate":
 		return runKeysRotate(ctx, args[1:], env, stdout, stderr)
+	case "new-signing":
+		return runKeysNewSigning(args[1:], env, stdout, stderr)
 	case "new-master":
 		k, err := keys.NewMasterKeyString()
 		if err != nil {
@@ -32,6 +34,42 @@ func runKeys(ctx context.Context, args []string, env func(string) string, stdout
 	}
 	fmt.Fprintf(stderr, "vigil keys: unknown subcommand %q\n", args[0])
 	return errUsage
+}
+
+// runKeysNewSigning writes a new checkpoint signing key to FILE (0600) and
+// its verifier key to FILE.pub, named after VIGIL_LOG_ORIGIN; it never
+// overwrites a file.
+func runKeysNewSigning(args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys new-signing", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: vigil keys new-signing [flags] FILE\n\nWrites a new Ed25519 checkpoint signing key to FILE (mode 0600) and its verifier key to FILE.pub.\nThe key is named after --log-origin (VIGIL_LOG_ORIGIN), which must match the deployment's.")
+		fs.PrintDefaults()
+	}
+	cfg := bindConfig(fs, env)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitError{code: 0}
+		}
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	path := fs.Arg(0)
+	if err := keys.GenerateSigningKey(path, cfg.LogOrigin); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s or %s.pub exists already: a signing key is never overwritten", path, path)
+		}
+		return err
+	}
+	_, vkey, err := keys.ReadSigningKey(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, vkey)
+	return nil
 }
 
 func runKeysPublic(args []string, env func(string) string, stdout, stderr io.Writer) error {

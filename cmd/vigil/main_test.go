@@ -154,6 +154,18 @@ func TestBadCommandLines(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "VIGIL_ENV") {
 		t.Errorf("bad VIGIL_ENV: %v", err)
 	}
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"VIGIL_LOG_STORE": "mongodb"}, `VIGIL_LOG_STORE="mongodb"`},
+		{map[string]string{"VIGIL_LOG_STORE": "kurrentdb"}, "needs VIGIL_KURRENTDB_URL"},
+	} {
+		err := run(context.Background(), []string{"verify"}, envFunc(c.env), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: err = %v, want %q", c.env, err, c.want)
+		}
+	}
 }
 
 func TestFlagsOverrideEnvironment(t *testing.T) {
@@ -242,6 +254,42 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "FAILED: verify failed at position 13") {
 		t.Errorf("verify output:\n%s", out.String())
+	}
+}
+
+func TestKeysNewSigning(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "signing.key")
+	env := envFunc(map[string]string{"VIGIL_LOG_ORIGIN": "vigil.example"})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "new-signing", path}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != strings.TrimSpace(string(pub)) || !strings.HasPrefix(got, "vigil.example+") {
+		t.Errorf("printed %q, .pub holds %q", got, pub)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("private key mode: %v %v", st, err)
+	}
+	signer, vkey, err := keys.ReadSigningKey(path)
+	if err != nil || vkey != strings.TrimSpace(string(pub)) || signer.Name() != "vigil.example" {
+		t.Errorf("read back: %v %q", err, vkey)
+	}
+	before, _ := os.ReadFile(path)
+	err = run(context.Background(), []string{"keys", "new-signing", path}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "never overwritten") {
+		t.Errorf("second new-signing: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the key was overwritten")
+	}
+	var ee exitError
+	if err := run(context.Background(), []string{"keys", "new-signing"}, env, io.Discard, io.Discard); !errors.As(err, &ee) || ee.code != 2 {
+		t.Errorf("no FILE: %v", err)
 	}
 }
 
