@@ -61,6 +61,13 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if err := EnsureDatabase(ctx, dsn); err != nil {
 		return nil, err
 	}
+	return OpenExisting(ctx, dsn)
+}
+
+// OpenExisting returns a connection pool to a database that must exist
+// already: for commands that only read, where creating a misspelled
+// database would hide the mistake.
+func OpenExisting(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)

@@ -227,6 +227,12 @@ func TestVerifyCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"verify", "--quiet", "--tenant", "acme", "--key", vkey}, env, &out, io.Discard); err != nil {
 		t.Fatalf("verify --key: %v\n%s", err, out.String())
 	}
+	// A verification job needs no master key, in production too.
+	out.Reset()
+	prod := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": t.TempDir(), "VIGIL_ENV": "production"})
+	if err := run(context.Background(), []string{"verify", "--quiet", "--key", vkey}, prod, &out, io.Discard); err != nil {
+		t.Fatalf("verify --key in production without a master key: %v\n%s", err, out.String())
+	}
 	// A different key refuses the checkpoints.
 	other := filepath.Join(t.TempDir(), "other.key")
 	if err := keys.GenerateSigningKey(other, "vigil.local"); err != nil {
@@ -771,7 +777,20 @@ func TestVerifyUnmigratedDatabase(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = db.Pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Name+"_empty WITH (FORCE)")
 	})
-	err := run(context.Background(), []string{"verify", "--quiet"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": url, "VIGIL_DATA_DIR": t.TempDir()}), io.Discard, io.Discard)
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": url, "VIGIL_DATA_DIR": t.TempDir()})
+	// A misspelled database is an error, and is not created.
+	err := run(context.Background(), []string{"verify", "--quiet"}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("verify of a missing database: %v", err)
+	}
+	var exists bool
+	if err := db.Pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db.Name+"_empty").Scan(&exists); err != nil || exists {
+		t.Fatalf("verify created the database (%v)", err)
+	}
+	if _, err := db.Pool.Exec(context.Background(), "CREATE DATABASE "+db.Name+"_empty"); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"verify", "--quiet"}, env, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "vigil migrate") {
 		t.Fatalf("verify of an unmigrated database: %v", err)
 	}

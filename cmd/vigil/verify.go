@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/vigilhq/vigil/adapters/keys"
 	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/ledger"
 	"golang.org/x/mod/sumdb/note"
@@ -44,20 +45,38 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 		}
 		verifier = v
 	}
-	sys, err := open(ctx, cfg, log, false)
+	// Verifying needs the log and the checkpoint verifier key, never the
+	// master key: a daily verification job should not hold it.
+	pool, err := postgres.OpenExisting(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (database %s)", err, postgres.Redact(cfg.DatabaseURL))
 	}
-	defer sys.Close()
+	defer pool.Close()
 	var table *string
-	if err := sys.pool.QueryRow(ctx, `SELECT to_regclass('events')::text`).Scan(&table); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('events')::text`).Scan(&table); err != nil {
 		return err
 	}
 	if table == nil {
 		return fmt.Errorf("%s holds no Vigil log: run 'vigil migrate' (or 'vigil serve') first", postgres.Redact(cfg.DatabaseURL))
 	}
+	pg := postgres.NewStore(pool, postgres.Options{Logger: log})
+	defer pg.Close()
+	logStore, closeLog, err := openLogStore(ctx, cfg, pg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	if verifier == nil {
-		verifier = sys.keys.Verifier
+		_, vkey, err := keys.ReadSigningKey(signingKeyPath(cfg))
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no checkpoint verifier key: pass --key, or set VIGIL_SIGNING_KEY_FILE (its .pub file is not enough: give --key the verifier key instead)")
+		}
+		if err != nil {
+			return err
+		}
+		if verifier, err = note.NewVerifier(vkey); err != nil {
+			return err
+		}
 	}
 
 	opts := ledger.VerifyOptions{Tenant: *tenant, Verifiers: note.VerifierList(verifier), Origin: cfg.LogOrigin}
@@ -78,7 +97,7 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 			_ = bar.Set64(done)
 		}
 	}
-	rep, err := ledger.Verify(ctx, sys.logStore, opts)
+	rep, err := ledger.Verify(ctx, logStore, opts)
 	if bar != nil {
 		_ = bar.Finish()
 	}
