@@ -49,8 +49,9 @@ type Config struct {
 	// MaxHandshakesPerIP bounds the connections of one source address in
 	// the handshake at once (default 32).
 	MaxHandshakesPerIP int
-	// BufferSize is the pooled copy buffer of a direction while bytes flow
-	// (default 32 KiB; a TLS read returns at most one 16 KiB record).
+	// BufferSize is each of the two pooled copy buffers a direction holds
+	// while bytes flow (default 32 KiB; a TLS read returns at most one
+	// 16 KiB record).
 	BufferSize int
 	// QuietPeriod is how long a direction goes without bytes before it
 	// gives its buffer back and parks its socket (default 2 s).
@@ -489,17 +490,25 @@ func (s *Server) ended(p *pair) {
 
 type adder interface{ Add(float64) }
 
-// smallBuf is what a direction reads into until a read fills it: a pooled
-// large buffer is only held while bytes flow in bursts, so that pairs that
+// smallBuf is what a direction reads into until a read fills it: pooled
+// large buffers are only held while bytes flow in bursts, so that pairs that
 // trickle or have just formed cost little memory.
 const smallBuf = 512
 
+// burstBuffers is how many pooled buffers a busy direction cycles between
+// its reader and its writer.
+const burstBuffers = 2
+
 // pump moves bytes from d.src to d.dst until the source ends or fails, then
-// finishes the pair. It reads into a small buffer, and into a pooled large
-// one (no allocation per chunk) once a read fills the small one. When the
-// direction has been quiet for the quiet period it gives the large buffer
-// back and parks: the goroutine ends, and the parker starts pump again once
-// the source is readable, the pair ends, or the idle timeout is due.
+// finishes the pair. It reads into a small buffer and writes at once; when
+// a read fills the small buffer the direction is busy, and pump starts a
+// writer goroutine: from then on pump reads (and decrypts) the next record
+// into one pooled buffer while the writer encrypts and writes the previous
+// one from another, so that a busy direction keeps two cores working and
+// nothing is allocated per chunk. When the direction has been quiet for the
+// quiet period it stops the writer, gives the buffers back and parks: the
+// goroutine ends, and the parker starts pump again once the source is
+// readable, the pair ends, or the idle timeout is due.
 func (s *Server) pump(d *direction) {
 	p := d.p
 	idle := s.cfg.IdleTimeout
@@ -508,16 +517,13 @@ func (s *Server) pump(d *direction) {
 		s.finish(p, "idle_timeout")
 	}
 	var small [smallBuf]byte
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			s.pool.Put(bp)
-		}
-	}()
+	var w *writer
 	for {
 		buf := small[:]
-		if bp != nil {
-			buf = *bp
+		var cur *[]byte
+		if w != nil {
+			cur = <-w.free
+			buf = *cur
 		}
 		deadline := time.Now().Add(s.cfg.QuietPeriod)
 		if idle > 0 {
@@ -529,29 +535,40 @@ func (s *Server) pump(d *direction) {
 		nr, rerr := d.src.Read(buf)
 		if nr > 0 {
 			p.last.Store(time.Now().UnixNano())
-			nw, werr := d.dst.Write(buf[:nr])
-			d.n += int64(nw)
-			d.counter.Add(float64(nw))
-			if werr != nil {
-				s.finish(p, otherSide(d.from)+"_closed")
-				break
+			if w != nil {
+				w.full <- chunk{cur, nr}
+				cur = nil
+			} else {
+				nw, werr := d.dst.Write(buf[:nr])
+				d.n += int64(nw)
+				d.counter.Add(float64(nw))
+				if werr != nil {
+					s.finish(p, otherSide(d.from)+"_closed")
+					break
+				}
+				if nr == len(buf) {
+					w = s.startWriter(d) // a burst
+				}
 			}
-			if bp == nil && nr == len(buf) {
-				bp = s.pool.Get().(*[]byte) // a burst: read big
-			}
+		}
+		if cur != nil {
+			w.free <- cur
 		}
 		if rerr == nil {
 			continue
+		}
+		if w != nil {
+			werr := s.stopWriter(d, w)
+			w = nil
+			if werr != nil {
+				break // the writer finished the pair
+			}
 		}
 		var ne net.Error
 		if errors.As(rerr, &ne) && ne.Timeout() {
 			if idle > 0 && time.Since(lastByte()) >= idle {
 				s.finish(p, "idle_timeout")
 				break
-			}
-			if bp != nil {
-				s.pool.Put(bp) // quiet: give the large buffer back
-				bp = nil
 			}
 			if s.park(d) {
 				return
@@ -566,6 +583,56 @@ func (s *Server) pump(d *direction) {
 		break
 	}
 	s.ended(p)
+}
+
+// writer is the second goroutine of a busy direction.
+type writer struct {
+	full chan chunk    // read, to write
+	free chan *[]byte  // written, to read into
+	done chan struct{} // closed when the writer ended
+	n    int64         // bytes written
+	err  error         // the first write error
+}
+
+type chunk struct {
+	bp *[]byte
+	n  int
+}
+
+func (s *Server) startWriter(d *direction) *writer {
+	w := &writer{full: make(chan chunk, burstBuffers), free: make(chan *[]byte, burstBuffers), done: make(chan struct{})}
+	for range burstBuffers {
+		w.free <- s.pool.Get().(*[]byte)
+	}
+	go func() {
+		defer close(w.done)
+		for c := range w.full {
+			if w.err == nil {
+				nw, err := d.dst.Write((*c.bp)[:c.n])
+				w.n += int64(nw)
+				d.counter.Add(float64(nw))
+				if err != nil {
+					w.err = err
+					s.finish(d.p, otherSide(d.from)+"_closed")
+				}
+			}
+			w.free <- c.bp
+		}
+	}()
+	return w
+}
+
+// stopWriter lets the writer write what it holds, adds its count to the
+// direction's, returns the buffers to the pool and reports its error.
+func (s *Server) stopWriter(d *direction, w *writer) error {
+	close(w.full)
+	<-w.done
+	close(w.free)
+	for bp := range w.free {
+		s.pool.Put(bp)
+	}
+	d.n += w.n
+	return w.err
 }
 
 // park hands a quiet direction to the parker; it reports false when the
