@@ -56,7 +56,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		_ = runner.Run(projCtx)
 	}()
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(runner, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(runner, newHealthCollector(sys.pool, sys.logStore, log),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	schedCtx, stopScheduler := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopScheduler()
 	schedDone := make(chan struct{})
