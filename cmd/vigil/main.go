@@ -60,6 +60,7 @@ func commands() []command {
 		{"apikey", "create or revoke API keys", runAPIKey},
 		{"simulate", "drive realistic support sessions through a running server's HTTP API", runSimulate},
 		{"erase", "GDPR-erase a technician or session (crypto-shredding), or verify an erasure receipt", runErase},
+		{"health", "ask a running serve's /readyz; exits 0 when ready (container health checks)", runHealth},
 	}
 }
 

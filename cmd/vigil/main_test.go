@@ -92,6 +92,11 @@ func TestServeAnswersHealthAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("/healthz: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	// vigil health, the containers' probe, agrees.
+	var out0 bytes.Buffer
+	if err := run(context.Background(), []string{"health"}, envFunc(map[string]string{"VIGIL_HTTP_ADDR": addr}), &out0, io.Discard); err != nil || !strings.Contains(out0.String(), "ready") {
+		t.Errorf("vigil health: %v %q", err, out0.String())
+	}
 	for _, f := range []string{"master.key", "signing.key", "signing.key.pub"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("generated key %s: %v", f, err)
@@ -109,6 +114,10 @@ func TestServeAnswersHealthAndStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop after SIGTERM")
+	}
+	var ee exitError
+	if err := run(context.Background(), []string{"health", "--timeout", "2s"}, envFunc(map[string]string{"VIGIL_HTTP_ADDR": addr}), io.Discard, io.Discard); !errors.As(err, &ee) || ee.code != 1 {
+		t.Errorf("vigil health after serve stopped: %v", err)
 	}
 	out := logs.String()
 	for _, want := range []string{"NO KEYS WERE CONFIGURED", "migrations applied", "stopped"} {
