@@ -44,8 +44,15 @@ func NewMetrics() *Metrics {
 			m.Refusals.WithLabelValues(r.String())
 		}
 	}
+	m.Refusals.WithLabelValues(RefusalBadProxyHeader)
 	return m
 }
+
+// RefusalBadProxyHeader is the Refusals label of connections from a
+// balancer in Config.ProxyFrom closed for want of a valid PROXY protocol
+// header. It is no Reason: the relay closes them before TLS and answers
+// nothing.
+const RefusalBadProxyHeader = "bad_proxy_header"
 
 // Register registers the metrics with reg; it returns the first error.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
@@ -58,3 +65,6 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 }
 
 func (m *Metrics) refused(r Reason) { m.Refusals.WithLabelValues(r.String()).Inc() }
+
+// refusedBefore counts a refusal before TLS that has no Reason.
+func (m *Metrics) refusedBefore(label string) { m.Refusals.WithLabelValues(label).Inc() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -61,6 +62,21 @@ type Config struct {
 	NoParking bool
 	// PublishTimeout bounds one publication (default 10 s).
 	PublishTimeout time.Duration
+
+	// ProxyFrom lists the load balancers that announce each client with a
+	// PROXY protocol header (v1 or v2) before TLS. A connection whose TCP
+	// peer is in ProxyFrom must begin with one, or it is closed; the
+	// client's address in it is the connection's source address (for
+	// MaxHandshakesPerIP and the relay_connected event). A connection from
+	// any other address is never read for a header, so a client cannot
+	// name itself. Empty (the default) turns the protocol off.
+	ProxyFrom []netip.Prefix
+	// ProxyHeaderTimeout bounds reading the header of a connection from
+	// ProxyFrom (default 3 s, and never past HandshakeTimeout). Until the
+	// header names the client the connection counts against no address's
+	// handshake limit, so this bound is kept short; balancers send the
+	// header at once.
+	ProxyHeaderTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +91,7 @@ func (c *Config) setDefaults() {
 	def(&c.PollInterval, 5*time.Second)
 	def(&c.PublishTimeout, 10*time.Second)
 	def(&c.QuietPeriod, 2*time.Second)
+	def(&c.ProxyHeaderTimeout, 3*time.Second)
 	if c.MaxConns <= 0 {
 		c.MaxConns = 20000
 	}
@@ -157,11 +174,24 @@ type direction struct {
 }
 
 // New returns a server for cfg. It returns an error without a TLS
-// configuration or a backend.
+// configuration or a backend, or for an invalid prefix in ProxyFrom.
 func New(cfg Config) (*Server, error) {
 	if cfg.TLS == nil || cfg.Backend == nil {
 		return nil, errors.New("relay: a TLS configuration and a backend are required")
 	}
+	from := make([]netip.Prefix, 0, len(cfg.ProxyFrom))
+	for _, p := range cfg.ProxyFrom {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("relay: invalid ProxyFrom prefix %v", p)
+		}
+		// Peers are compared unmapped (remoteAddr): an IPv4-mapped prefix
+		// names IPv4 peers.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		from = append(from, p.Masked())
+	}
+	cfg.ProxyFrom = from
 	cfg.setDefaults()
 	s := &Server{
 		cfg: cfg, m: cfg.Metrics, sem: make(chan struct{}, cfg.MaxConns),
@@ -253,10 +283,60 @@ func remoteAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// handle runs one connection through the handshake, the hello and the
-// backend's answer; it then leaves it waiting or starts its pair.
+// fromBalancer reports whether peer is in ProxyFrom.
+func (s *Server) fromBalancer(peer netip.Addr) bool {
+	for _, p := range s.cfg.ProxyFrom {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// readProxyHeader reads the PROXY protocol header of a connection from a
+// balancer in ProxyFrom, by the earlier of deadline and the header
+// timeout, and returns the client's address it names, or the balancer's
+// own (peer) for a LOCAL or UNKNOWN header. Without a valid header it
+// closes the connection, counts the refusal and returns false.
+func (s *Server) readProxyHeader(raw net.Conn, peer netip.Addr, deadline time.Time) (netip.Addr, bool) {
+	if dl := time.Now().Add(s.cfg.ProxyHeaderTimeout); dl.Before(deadline) {
+		deadline = dl
+	}
+	raw.SetReadDeadline(deadline)
+	h, err := ReadProxyHeader(raw)
+	if err != nil {
+		if errors.Is(err, ErrBadProxyHeader) {
+			// Likely a balancer that does not send the header (or sends
+			// another version than it should): say so.
+			s.cfg.Logger.Warn("relay: no valid PROXY protocol header from a balancer in ProxyFrom", "peer", peer, "err", err)
+		} else {
+			s.cfg.Logger.Debug("relay: reading the PROXY protocol header", "peer", peer, "err", err)
+		}
+		s.m.refusedBefore(RefusalBadProxyHeader)
+		raw.Close()
+		s.release()
+		return netip.Addr{}, false
+	}
+	if h.Local {
+		return peer, true
+	}
+	return h.Source.Addr().Unmap(), true
+}
+
+// handle runs one connection through the PROXY protocol header (from a
+// balancer in ProxyFrom), the TLS handshake, the hello and the backend's
+// answer; it then leaves it waiting or starts its pair.
 func (s *Server) handle(raw net.Conn) {
+	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
 	ip := remoteAddr(raw)
+	if s.fromBalancer(ip) {
+		// The per-address handshake limit below keys by the client the
+		// header names, known only once it is read.
+		var ok bool
+		if ip, ok = s.readProxyHeader(raw, ip, deadline); !ok {
+			return
+		}
+	}
 	s.mu.Lock()
 	if s.handshakes[ip] >= s.cfg.MaxHandshakesPerIP {
 		s.mu.Unlock()
@@ -281,7 +361,6 @@ func (s *Server) handle(raw net.Conn) {
 	defer endHandshake()
 
 	conn := tls.Server(raw, s.cfg.TLS)
-	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
 	conn.SetDeadline(deadline)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -46,6 +47,9 @@ type RelayConfig struct {
 	DrainGrace         time.Duration
 	MaxConns           int
 	MaxHandshakesPerIP int
+	// ProxyFrom is the comma-separated CIDRs or addresses of the load
+	// balancers that send a PROXY protocol header; see proxyFrom.
+	ProxyFrom string
 	// For vigil relay alone.
 	BackendURL  string
 	APIKey      string
@@ -76,6 +80,7 @@ func (c *RelayConfig) settings() []relaySetting {
 		{flag: "relay-drain-grace", env: "VIGIL_RELAY_DRAIN_GRACE", def: "30s", help: "on shutdown, how long active pairs may go on", dur: &c.DrainGrace},
 		{flag: "relay-max-conns", env: "VIGIL_RELAY_MAX_CONNS", def: "20000", help: "most concurrent relay connections", num: &c.MaxConns},
 		{flag: "relay-max-handshakes-per-ip", env: "VIGIL_RELAY_MAX_HANDSHAKES_PER_IP", def: "32", help: "most connections of one source address in the handshake at once", num: &c.MaxHandshakesPerIP},
+		{flag: "relay-proxy-from", env: "VIGIL_RELAY_PROXY_FROM", def: "", help: "comma-separated CIDRs or addresses of load balancers that must send a PROXY protocol header (v1 or v2) naming the client (off when empty)", str: &c.ProxyFrom},
 		{flag: "relay-backend-url", env: "VIGIL_RELAY_BACKEND_URL", def: "http://127.0.0.1:8080", help: "vigil relay: the HTTP API it asks", str: &c.BackendURL},
 		{flag: "relay-api-key", env: "VIGIL_RELAY_API_KEY", def: "", help: "vigil relay: an API key of role relay", str: &c.APIKey, secret: true},
 		{flag: "relay-metrics-addr", env: "VIGIL_RELAY_METRICS_ADDR", def: "", help: "vigil relay: serve /metrics on this address (off when empty)", str: &c.MetricsAddr},
@@ -126,15 +131,32 @@ func bindRelayConfig(fs *flag.FlagSet, getenv func(string) string) *RelayConfig 
 	return c
 }
 
+// proxyFrom parses ProxyFrom (VIGIL_RELAY_PROXY_FROM): the load
+// balancers whose connections must begin with a PROXY protocol header. It
+// returns an error naming the setting and the first entry that is neither
+// a CIDR nor an address.
+func (c *RelayConfig) proxyFrom() ([]netip.Prefix, error) {
+	p, err := parsePrefixes(c.ProxyFrom)
+	if err != nil {
+		return nil, fmt.Errorf("VIGIL_RELAY_PROXY_FROM (--relay-proxy-from): %w", err)
+	}
+	return p, nil
+}
+
 func (c *RelayConfig) server(log *slog.Logger, tlsCfg relayTLS, backend relay.Backend, pub relay.Publisher) (*relay.Server, error) {
 	idle := c.IdleTimeout
 	if idle == 0 {
 		idle = -1
 	}
+	proxyFrom, err := c.proxyFrom()
+	if err != nil {
+		return nil, err
+	}
 	return relay.New(relay.Config{
 		TLS: tlsCfg.cfg, RelayID: c.ID, Backend: backend, Publisher: pub, Logger: log,
 		HandshakeTimeout: c.HandshakeTimeout, PeerTimeout: c.PeerTimeout, IdleTimeout: idle,
 		PollInterval: c.PollInterval, MaxConns: c.MaxConns, MaxHandshakesPerIP: c.MaxHandshakesPerIP,
+		ProxyFrom: proxyFrom,
 	})
 }
 
@@ -306,6 +328,11 @@ func (r *relayRunning) Stop(ctx context.Context) error {
 // (always, so that events of relays running alone are recorded). It
 // registers the relay metrics on reg. Stop the result with Stop.
 func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, reg prometheus.Registerer, log *slog.Logger) (*relayRunning, error) {
+	if !rc.Disable {
+		if _, err := rc.proxyFrom(); err != nil {
+			return nil, err
+		}
+	}
 	bus, err := openBus(ctx, cfg.Bus, sys.pool, log)
 	if err != nil {
 		return nil, err
@@ -388,6 +415,9 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	if rc.APIKey == "" {
 		return exitError{code: 2, msg: "vigil relay needs VIGIL_RELAY_API_KEY (an API key of role relay)"}
+	}
+	if _, err := rc.proxyFrom(); err != nil {
+		return err
 	}
 	var pool *pgxpool.Pool
 	if busName(cfg.Bus) == "postgres" {

@@ -11,10 +11,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 	"github.com/vigilhq/vigil/domain"
@@ -343,5 +346,145 @@ func TestRelayCommandFlags(t *testing.T) {
 	}
 	if rc.MaxConns != 7 || rc.IdleTimeout != 3*time.Minute || rc.MaxHandshakesPerIP != 4 || rc.Addr != "127.0.0.1:8443" || rc.PeerTimeout != time.Minute {
 		t.Fatalf("relay config %+v", rc)
+	}
+}
+
+// TestRelayProxyFromSetting parses VIGIL_RELAY_PROXY_FROM and its flag:
+// comma-separated CIDRs or addresses, empty by default, refused with the
+// setting's name when malformed.
+func TestRelayProxyFromSetting(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    []netip.Prefix
+		wantErr string
+	}{
+		{name: "default off"},
+		{name: "list", env: map[string]string{"VIGIL_RELAY_PROXY_FROM": " 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,,10.1.2.3/16"},
+			want: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"),
+				netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("10.1.0.0/16")}},
+		{name: "ipv6 address", args: []string{"--relay-proxy-from", "2001:db8::1"}, want: []netip.Prefix{netip.MustParsePrefix("2001:db8::1/128")}},
+		{name: "flag over environment", env: map[string]string{"VIGIL_RELAY_PROXY_FROM": "10.0.0.0/8"},
+			args: []string{"--relay-proxy-from", "198.51.100.0/24"}, want: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
+		{name: "bits out of range", env: map[string]string{"VIGIL_RELAY_PROXY_FROM": "10.0.0.0/8,10.0.0.0/33"}, wantErr: `"10.0.0.0/33"`},
+		{name: "host name", args: []string{"--relay-proxy-from", "lb.internal"}, wantErr: `"lb.internal"`},
+		{name: "address and port", env: map[string]string{"VIGIL_RELAY_PROXY_FROM": "10.0.0.1:8443"}, wantErr: `"10.0.0.1:8443"`},
+		{name: "space separated", env: map[string]string{"VIGIL_RELAY_PROXY_FROM": "10.0.0.1 10.0.0.2"}, wantErr: `"10.0.0.1 10.0.0.2"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := newFlagSet()
+			rc := bindRelayConfig(fs, envFunc(c.env))
+			if err := fs.Parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := rc.proxyFrom()
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), "VIGIL_RELAY_PROXY_FROM") || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one naming VIGIL_RELAY_PROXY_FROM and %s", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(c.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("prefixes (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// vigil relay refuses to start with a malformed list, before anything else.
+	err := runRelay(context.Background(), nil, envFunc(map[string]string{"VIGIL_RELAY_API_KEY": "vk_x", "VIGIL_RELAY_PROXY_FROM": "nope"}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "VIGIL_RELAY_PROXY_FROM") {
+		t.Fatalf("runRelay with a malformed VIGIL_RELAY_PROXY_FROM = %v", err)
+	}
+}
+
+// eventLog is a relay.Publisher that keeps the events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []relay.Event
+}
+
+func (l *eventLog) Publish(ctx context.Context, e relay.Event) error {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *eventLog) sourceIP(guid string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.Type == relay.EventConnected && e.Session == guid {
+			return e.SourceIP, true
+		}
+	}
+	return "", false
+}
+
+// TestRelayBehindBalancer runs the relay built from the settings, with
+// VIGIL_RELAY_PROXY_FROM naming the loopback balancer, against the real
+// service: the header's client is the event's source_ip, and a connection
+// of the balancer without a header is closed.
+func TestRelayBehindBalancer(t *testing.T) {
+	f := newRelayFixture(t)
+	fs := newFlagSet()
+	rc := bindRelayConfig(fs, envFunc(map[string]string{"VIGIL_RELAY_PROXY_FROM": "127.0.0.1"}))
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := relay.SelfSigned(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := tls.X509KeyPair(certPEM, keyPEM)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	client := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	pub := &eventLog{}
+	rel := f.sys.service.Relay(locateSession(f.sys.pool, f.sys.logStore))
+	backend := inProcessBackend{rel: rel, p: service.Principal{Role: service.RoleRelay, CredentialID: "relay:test"}}
+	srv, err := rc.server(newLogger(io.Discard, "error"), relayTLS{cfg: relay.ServerTLS(cert)}, backend, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	addr := ln.Addr().String()
+
+	guid := f.session(t)
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write([]byte("PROXY TCP4 203.0.113.7 127.0.0.1 51234 8443\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	conn := tls.Client(raw, client)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(relay.AppendHello(nil, relay.Hello{Side: relay.SideCustomer, GUID: guidBytes(t, guid)})); err != nil {
+		t.Fatal(err)
+	}
+	var ans [1]byte
+	if _, err := io.ReadFull(conn, ans[:]); err != nil || relay.Reason(ans[0]) != relay.ReasonOK {
+		t.Fatalf("answer %v, %v", ans, err)
+	}
+	waitUntil(t, "relay_connected", func() bool { _, ok := pub.sourceIP(guid); return ok })
+	if ip, _ := pub.sourceIP(guid); ip != "203.0.113.7" {
+		t.Errorf("source_ip %q, want the header's 203.0.113.7", ip)
+	}
+	if _, err := dialRelay(t, addr, client, relay.SideCustomer, f.session(t), ""); err == nil || reasonOf(err) != 0xff {
+		t.Fatalf("the balancer without a header: %v, want the connection closed", err)
 	}
 }
