@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
 	$(GO) test -run=^$$ -fuzz=FuzzQuery -fuzztime=$(FUZZTIME) ./api/graphql/
 	$(GO) test -run=^$$ -fuzz=FuzzHello -fuzztime=$(FUZZTIME) ./relay/
+	$(GO) test -run=^$$ -fuzz=FuzzProxyHeader -fuzztime=$(FUZZTIME) ./relay/
 	$(GO) test -run=^$$ -fuzz=FuzzStreamNames -fuzztime=$(FUZZTIME) ./adapters/eventstoredb/
 	$(GO) test -run=^$$ -fuzz=FuzzVerifyBundle -fuzztime=$(FUZZTIME) ./compliance/
 
