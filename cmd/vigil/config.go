@@ -47,6 +47,7 @@ type Config struct {
 	BusTopic           string
 	LogLevel           string
 	LogStore           string
+	MetricsToken       string
 	KurrentDBURL       string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -78,6 +79,7 @@ func (c *Config) settings() []setting {
 		{flag: "region", env: "VIGIL_REGION", def: "eu", help: "the region this deployment serves; tenants of other regions are refused", str: &c.Region},
 		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
 		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
+		{flag: "metrics-token", env: "VIGIL_METRICS_TOKEN", def: "", help: "when set, /metrics answers only requests with the header Authorization: Bearer TOKEN", str: &c.MetricsToken, secret: true},
 		{flag: "pprof-addr", env: "VIGIL_PPROF_ADDR", def: "", help: "serve Go's pprof profiles on this loopback address (off when empty)", str: &c.PprofAddr},
 		{flag: "s3-endpoint", env: "VIGIL_S3_ENDPOINT", def: "", help: "S3 host:port (no scheme) for recordings and archives; empty keeps them under the data dir", str: &c.S3Endpoint},
 		{flag: "s3-access-key", env: "VIGIL_S3_ACCESS_KEY", def: "", help: "S3 access key", str: &c.S3AccessKey},

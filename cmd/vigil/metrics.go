@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -135,4 +137,22 @@ func (c *healthCollector) subscribers(ctx context.Context, gauge func(*prometheu
 		gauge(subscriberLagDesc, float64(max(head-pos, 0)), name)
 	}
 	return rows.Err()
+}
+
+// metricsAuth guards h with VIGIL_METRICS_TOKEN: when token is set, only
+// requests bearing it get the metrics (tenant ids are labels, and the
+// relay's counters describe traffic); otherwise h is returned as it is.
+func metricsAuth(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil metrics"`)
+			http.Error(w, "metrics need the bearer token of VIGIL_METRICS_TOKEN", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +93,33 @@ func (o onlyAge) Collect(ch chan<- prometheus.Metric) {
 	for m := range all {
 		if m.Desc() == checkpointAgeDesc {
 			ch <- m
+		}
+	}
+}
+
+func TestMetricsAuth(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
+	if h := metricsAuth("", ok); h == nil {
+		t.Fatal("nil handler")
+	}
+	open := httptest.NewRecorder()
+	metricsAuth("", ok).ServeHTTP(open, httptest.NewRequest("GET", "/metrics", nil))
+	if open.Code != 200 {
+		t.Errorf("no token configured: %d", open.Code)
+	}
+	h := metricsAuth("s3cret", ok)
+	for hdr, want := range map[string]int{"": 401, "Bearer wrong": 401, "s3cret": 401, "Bearer s3cret": 200, "Bearer s3cret2": 401} {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		if hdr != "" {
+			req.Header.Set("Authorization", hdr)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Authorization %q: %d, want %d", hdr, rec.Code, want)
+		}
+		if want == 401 && (rec.Header().Get("WWW-Authenticate") == "" || strings.Contains(rec.Body.String(), "s3cret")) {
+			t.Errorf("Authorization %q: challenge %q, body %q", hdr, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
 		}
 	}
 }

@@ -446,7 +446,7 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 			return err
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", metricsAuth(cfg.MetricsToken, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		mln, err := net.Listen("tcp", rc.MetricsAddr)
 		if err != nil {
 			return err

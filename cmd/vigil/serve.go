@@ -114,7 +114,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Reports:        reports.CSV(),
 		Logger:         log,
 		Service:        sys.service,
-		Metrics:        promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Metrics:        metricsAuth(cfg.MetricsToken, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})),
 		TrustedProxies: proxies,
 		Audit:          compliance.NewAuditor(sys.ledger),
 		Recordings:     recordings,
