@@ -175,8 +175,15 @@ func loadRelayTLS(cfg *Config, rc *RelayConfig, log *slog.Logger) (relayTLS, err
 	}
 	if rc.CertFile == "" {
 		log.Warn("relay: using a self-signed certificate (development only)", "cert", path)
+		return relayTLS{cfg: relay.ServerTLS(cert), certPath: path}, nil
 	}
-	return relayTLS{cfg: relay.ServerTLS(cert), certPath: path}, nil
+	// Configured files are watched: a renewed certificate takes effect at
+	// the next handshakes, without a restart that would cut every pair.
+	rl, err := relay.NewCertReloader(rc.CertFile, rc.KeyFile, 10*time.Second, log)
+	if err != nil {
+		return relayTLS{}, err
+	}
+	return relayTLS{cfg: relay.ServerTLSReloading(rl), certPath: path}, nil
 }
 
 // inProcessBackend is relay.Backend over the service, for the relay inside
