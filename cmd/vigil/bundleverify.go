@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil/compliance"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // runBundleVerify checks an auditor bundle offline: no configuration and no
@@ -20,11 +19,11 @@ func runBundleVerify(bundle, keyArg, sinceFile string, stdout io.Writer) error {
 	if keyArg == "" {
 		return exitError{code: 2, msg: "verify --bundle needs --key (the checkpoint verifier key, or a file holding it)"}
 	}
-	verifier, err := parseVerifierArg(keyArg)
+	verifiers, _, err := parseVerifiers(keyArg)
 	if err != nil {
 		return err
 	}
-	opts := compliance.BundleVerifyOptions{Verifiers: note.VerifierList(verifier)}
+	opts := compliance.BundleVerifyOptions{Verifiers: verifiers}
 	if sinceFile != "" {
 		if opts.Since, err = os.ReadFile(sinceFile); err != nil {
 			return fmt.Errorf("--since: %w", err)

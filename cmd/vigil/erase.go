@@ -12,7 +12,6 @@ import (
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/webhooks"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // erasureWorkerInterval is how often serve looks for due erasures.
@@ -106,7 +105,7 @@ func verifyReceipt(file, keyArg string, stdout io.Writer) error {
 	if keyArg == "" {
 		return exitError{code: 2, msg: "--verify-receipt needs --key (the checkpoint verifier key)"}
 	}
-	v, err := parseVerifierArg(keyArg)
+	verifiers, _, err := parseVerifiers(keyArg)
 	if err != nil {
 		return err
 	}
@@ -114,7 +113,7 @@ func verifyReceipt(file, keyArg string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := compliance.VerifyErasureReceipt(msg, note.VerifierList(v))
+	r, err := compliance.VerifyErasureReceipt(msg, verifiers)
 	if err != nil {
 		fmt.Fprintf(stdout, "FAILED: %v\n", err)
 		return exitError{code: 1, msg: "the erasure receipt does not verify"}

@@ -804,3 +804,59 @@ func TestVerifyUnmigratedDatabase(t *testing.T) {
 		t.Fatalf("verify of an unmigrated database: %v", err)
 	}
 }
+
+// TestSigningKeyRotation: after the checkpoint signing key changes, the
+// log verifies with the old and the new verifier keys together, and not
+// with the old one alone.
+func TestSigningKeyRotation(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	appendSome(t, db.URL, dir, 8) // checkpoints signed by the generated key
+	ctx := context.Background()
+	newKey := filepath.Join(t.TempDir(), "signing2.key")
+	if err := run(ctx, []string{"keys", "new-signing", "--log-origin", "vigil.local", newKey}, envFunc(nil), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{DatabaseURL: db.URL, DataDir: dir, SigningKeyFile: newKey, LogOrigin: "vigil.local", Region: "eu",
+		CheckpointInterval: time.Second, SchedulerInterval: time.Second, Env: "development", LogLevel: "error", LogStore: "postgres"}
+	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sys.ledger.Run(ctx)
+	for i := range 4 {
+		guid := fmt.Sprintf("%032x", 7)
+		if _, err := sys.ledger.Append(ctx, domain.SessionStream(guid), ledger.AnyVersion, ledgertest.Chat(t, "acme", guid, fmt.Sprint("after ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sys.ledger.CheckpointAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys.Close()
+
+	oldPub, newPub := filepath.Join(dir, "signing.key.pub"), newKey+".pub"
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": t.TempDir()})
+	var out bytes.Buffer
+	err = run(ctx, []string{"verify", "--quiet", "--key", oldPub}, env, &out, io.Discard)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("verify with the old key alone: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--quiet", "--key", oldPub + "," + newPub}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify with both keys: %v\n%s", err, out.String())
+	}
+	// A file holding both, one per line.
+	a, _ := os.ReadFile(oldPub)
+	b, _ := os.ReadFile(newPub)
+	both := filepath.Join(t.TempDir(), "verifiers.txt")
+	os.WriteFile(both, []byte("# before and after the rotation\n"+string(a)+"\n"+string(b)), 0o644)
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--quiet", "--key", both}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify with a key file of both: %v\n%s", err, out.String())
+	}
+	if err := run(ctx, []string{"verify", "--quiet", "--key", "nonsense"}, env, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "neither a verifier key nor a readable file") {
+		t.Errorf("bad --key: %v", err)
+	}
+}

@@ -22,7 +22,7 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
 	tenant := fs.String("tenant", "", "verify only this tenant's Merkle log (default: every tenant)")
-	keyArg := fs.String("key", "", "checkpoint verifier key, as its note-format string or a file holding it (default: the configured signing key's)")
+	keyArg := fs.String("key", "", "checkpoint verifier keys, comma-separated, each a note-format key or a file holding keys one per line (several after a signing-key rotation; default: the configured signing key's)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	bundle := fs.String("bundle", "", "verify this auditor bundle offline, with no database (needs --key)")
 	since := fs.String("since", "", "with --bundle: a file holding an earlier checkpoint note the bundle must extend")
@@ -37,13 +37,14 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 
-	var verifier note.Verifier
+	var verifiers note.Verifiers
+	var signer string
 	if *keyArg != "" {
-		v, err := parseVerifierArg(*keyArg)
+		vl, vs, err := parseVerifiers(*keyArg)
 		if err != nil {
 			return err
 		}
-		verifier = v
+		verifiers, signer = vl, vs[0].Name()
 	}
 	// Verifying needs the log and the checkpoint verifier key, never the
 	// master key: a daily verification job should not hold it.
@@ -66,7 +67,7 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer closeLog()
-	if verifier == nil {
+	if verifiers == nil {
 		_, vkey, err := keys.ReadSigningKey(signingKeyPath(cfg))
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("no checkpoint verifier key: pass --key, or set VIGIL_SIGNING_KEY_FILE (its .pub file is not enough: give --key the verifier key instead)")
@@ -74,12 +75,14 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 		if err != nil {
 			return err
 		}
-		if verifier, err = note.NewVerifier(vkey); err != nil {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
 			return err
 		}
+		verifiers, signer = note.VerifierList(v), v.Name()
 	}
 
-	opts := ledger.VerifyOptions{Tenant: *tenant, Verifiers: note.VerifierList(verifier), Origin: cfg.LogOrigin}
+	opts := ledger.VerifyOptions{Tenant: *tenant, Verifiers: verifiers, Origin: cfg.LogOrigin}
 	var bar *progressbar.ProgressBar
 	if !*quiet {
 		opts.Progress = func(done, total int64) {
@@ -126,25 +129,50 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	fmt.Fprintf(stdout, "  tenants     %d\n", rep.Tenants)
 	fmt.Fprintf(stdout, "  leaves      %d recomputed from the stored rows\n", rep.Events)
 	fmt.Fprintf(stdout, "  hashes      %d stored Merkle hashes match\n", rep.Hashes)
-	fmt.Fprintf(stdout, "  checkpoints %d signed by %s, roots match\n", rep.Checkpoints, verifier.Name())
+	fmt.Fprintf(stdout, "  checkpoints %d signed by %s, roots match\n", rep.Checkpoints, signer)
 	fmt.Fprintf(stdout, "  streams     %d with continuous versions\n", rep.Streams)
 	fmt.Fprintf(stdout, "  took        %s (%.0f events/s)\n", rep.Duration.Round(time.Millisecond), rate)
 	return nil
 }
 
-// parseVerifierArg accepts a note verifier key or the path of a file
-// holding one.
-func parseVerifierArg(s string) (note.Verifier, error) {
-	if v, err := note.NewVerifier(strings.TrimSpace(s)); err == nil {
-		return v, nil
+// parseVerifiers accepts note verifier keys or files holding them,
+// separated by commas; a file holds one key per line (blank lines and
+// lines starting with # are skipped). Several keys verify checkpoints
+// signed before and after a signing-key rotation.
+func parseVerifiers(s string) (note.Verifiers, []note.Verifier, error) {
+	var vs []note.Verifier
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if v, err := note.NewVerifier(part); err == nil {
+			vs = append(vs, v)
+			continue
+		}
+		b, err := os.ReadFile(part)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--key: %q is neither a verifier key nor a readable file: %w", part, err)
+		}
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			v, err := note.NewVerifier(line)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--key: %s: %w", part, err)
+			}
+			vs = append(vs, v)
+			n++
+		}
+		if n == 0 {
+			return nil, nil, fmt.Errorf("--key: %s holds no verifier key", part)
+		}
 	}
-	b, err := os.ReadFile(s)
-	if err != nil {
-		return nil, fmt.Errorf("--key: neither a verifier key nor a readable file: %w", err)
+	if len(vs) == 0 {
+		return nil, nil, fmt.Errorf("--key: no verifier key given")
 	}
-	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("--key: %w", err)
-	}
-	return v, nil
+	return note.VerifierList(vs...), vs, nil
 }
