@@ -413,6 +413,11 @@ func (g *GDPR) erase(ctx context.Context, j erasureJob) ([]byte, time.Time, erro
 		return nil, time.Time{}, fmt.Errorf("record destroyed keys: %w", err)
 	}
 
+	if g.cfg.CatchUp != nil {
+		if err := g.cfg.CatchUp(ctx); err != nil {
+			return nil, time.Time{}, fmt.Errorf("bring the projections up to date before the purge: %w", err)
+		}
+	}
 	if _, err := g.purge(ctx, g.cfg.Pool, j, subjects, false); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -521,8 +526,8 @@ func (g *GDPR) plan(ctx context.Context, j erasureJob, subjects []domain.Subject
 			return p, fmt.Errorf("count recordings: %w", err)
 		}
 	}
-	if _, err := g.cfg.Pool.Exec(ctx, `INSERT INTO erasure_progress (id, started_at, events_affected, projection_rows, recordings, webhook_payloads)
-		VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING`, j.id, g.now(), int64(len(positions)), rows, recordings); err != nil {
+	if _, err := g.cfg.Pool.Exec(ctx, `INSERT INTO erasure_progress (id, started_at, events_affected, projection_rows, recordings, webhook_payloads, positions)
+		VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (id) DO NOTHING`, j.id, g.now(), int64(len(positions)), rows, recordings, positions); err != nil {
 		return p, fmt.Errorf("record erasure progress: %w", err)
 	}
 	if err := load(); err != nil {
@@ -586,10 +591,23 @@ func purgeStatements(subject domain.Subject, scope string) []purgeStatement {
 // purge counts (count set) or purges the rows of the request's subjects,
 // and returns how many rows that is. Purging twice purges nothing more.
 func (g *GDPR) purge(ctx context.Context, db execer, j erasureJob, subjects []domain.Subject, count bool) (int64, error) {
+	return purgeRows(ctx, db, j, subjects, count)
+}
+
+// purgeRows is purge for any erasure job; the rows are found by the subject
+// index and by the positions the erasure recorded when it started (the
+// index no longer names them once purged).
+func purgeRows(ctx context.Context, db execer, j erasureJob, subjects []domain.Subject, count bool) (int64, error) {
 	positions, err := subjectPositions(ctx, db, j.tenant, subjects)
 	if err != nil {
 		return 0, err
 	}
+	var stored []int64
+	err = db.QueryRow(ctx, `SELECT positions FROM erasure_progress WHERE id = $1`, j.id).Scan(&stored)
+	if err != nil && !isNoRows(err) {
+		return 0, fmt.Errorf("erasure progress: %w", err)
+	}
+	positions = append(positions, stored...)
 	names := make([]string, len(subjects))
 	for i, s := range subjects {
 		names[i] = string(s)
@@ -669,4 +687,64 @@ func (g *GDPR) ErasedSubjects(ctx context.Context, tenant string) ([]domain.Subj
 		out[i] = domain.Subject(n)
 	}
 	return out, nil
+}
+
+// PurgeAfterRebuild removes again, in tx, what completed erasures and
+// retention removed from the projections, and returns how many rows that
+// was. A rebuild projects every event of the log again, erased subjects'
+// and archived sessions' included (their sealed references would read
+// [erased], but the rows would be back); the projection runner calls this
+// in the rebuild's transaction (projections.Options.AfterRebuild), so that
+// readers never see them. It is idempotent.
+func PurgeAfterRebuild(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var total int64
+	rows, err := tx.Query(ctx, `SELECT r.id, r.tenant, r.subject, r.scope FROM erasure_requests r
+		WHERE r.state = 'done' ORDER BY r.done_at, r.id`)
+	if err != nil {
+		return 0, fmt.Errorf("completed erasures: %w", err)
+	}
+	var jobs []erasureJob
+	for rows.Next() {
+		var j erasureJob
+		var subject string
+		if err := rows.Scan(&j.id, &j.tenant, &subject, &j.scope); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		j.subject = domain.Subject(subject)
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, j := range jobs {
+		n, err := purgeRows(ctx, tx, j, keySubjects(j.subject, j.scope), false)
+		if err != nil {
+			return total, fmt.Errorf("erasure %s: %w", j.id, err)
+		}
+		total += n
+	}
+	// Erased sessions' recordings (the objects were deleted with them).
+	tag, err := tx.Exec(ctx, `DELETE FROM rpt_recordings x USING erasure_requests r
+		WHERE r.state = 'done' AND r.scope = 'all' AND r.subject = 'session:' || x.guid AND x.tenant = r.tenant`)
+	if err != nil {
+		return total, fmt.Errorf("erased recordings: %w", err)
+	}
+	total += tag.RowsAffected()
+	// Sessions moved out by retention: their rows go again; purged ones
+	// also leave the subject index.
+	for _, t := range retentionTables {
+		tag, err := tx.Exec(ctx, `DELETE FROM `+t+` x USING retention_sessions r WHERE x.tenant = r.tenant AND x.guid = r.guid`)
+		if err != nil {
+			return total, fmt.Errorf("retention %s: %w", t, err)
+		}
+		total += tag.RowsAffected()
+	}
+	tag, err = tx.Exec(ctx, `DELETE FROM rpt_subject_index x USING retention_sessions r
+		WHERE r.state = 'purged' AND x.tenant = r.tenant
+		  AND x.subject IN ('session:' || r.guid, 'session-chat:' || r.guid)`)
+	if err != nil {
+		return total, fmt.Errorf("retention subject index: %w", err)
+	}
+	return total + tag.RowsAffected(), nil
 }

@@ -3,6 +3,7 @@ package compliance_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
+	"github.com/vigilhq/vigil/projections"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -272,5 +274,130 @@ func TestGDPRAccess(t *testing.T) {
 	}
 	if _, err := w.gdpr.RequestErasure(ctx, w.admin, compliance.ErasureRequest{Subject: "group:x"}); domain.ErrorCode(err) != domain.CodeInvalid {
 		t.Errorf("bad subject: %v", err)
+	}
+}
+
+// TestRebuildAfterErasure: a projection rebuild projects the erased
+// subjects' events again; PurgeAfterRebuild, run in the rebuild's
+// transaction, must leave every projection table exactly as the erasures
+// left it.
+func TestRebuildAfterErasure(t *testing.T) {
+	w := newWorld(t)
+	sc := w.scenario()
+	ctx := context.Background()
+	for _, req := range []compliance.ErasureRequest{
+		{Subject: "session:" + sc.session, Delay: dur(0)},
+		{Subject: "technician:" + sc.tech, Delay: dur(0)},
+	} {
+		_, err := w.gdpr.RequestErasure(ctx, w.admin, req)
+		w.must(err)
+	}
+	w.project()
+	snapshot := func() map[string]string {
+		out := map[string]string{}
+		for _, table := range []string{"rpt_sessions", "rpt_chat", "rpt_notes", "rpt_file_transfers", "rpt_consents",
+			"rpt_actions", "rpt_logins", "rpt_recordings", "rpt_subject_index"} {
+			var s *string
+			w.must(w.db.Pool.QueryRow(ctx, `SELECT string_agg(t::text, E'\n' ORDER BY t::text) FROM `+table+` t`).Scan(&s))
+			if s != nil {
+				out[table] = *s
+			}
+		}
+		return out
+	}
+	before := snapshot()
+	if !strings.Contains(before["rpt_sessions"], sc.session) {
+		t.Fatalf("the erased session's row is gone before the rebuild (purge clears its personal columns, keeps the row): %v", before["rpt_sessions"])
+	}
+	rebuild := func(opts projections.Options) {
+		r := projections.NewRunner(w.db.Pool, w.store, opts, projections.NewReporting(w.sealer), projections.NewSubjects())
+		for _, p := range r.Projections() {
+			if _, err := r.Rebuild(ctx, p, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Without the hook the rows come back (what the hook is for)...
+	rebuild(projections.Options{})
+	if after := snapshot(); mapsEqual(after, before) {
+		t.Fatal("a plain rebuild left the erased rows out: the test would prove nothing")
+	}
+	// ...with it, the tables are as the erasures left them.
+	rebuild(projections.Options{AfterRebuild: compliance.PurgeAfterRebuild})
+	after := snapshot()
+	for table := range before {
+		if after[table] != before[table] {
+			t.Errorf("%s after rebuild differs from after erasure:\nbefore:\n%s\nafter:\n%s", table, before[table], after[table])
+		}
+	}
+	for table := range after {
+		if _, ok := before[table]; !ok {
+			t.Errorf("%s has rows again after the rebuild:\n%s", table, after[table])
+		}
+	}
+	// Idempotent: a second run purges nothing.
+	tx, err := w.db.Pool.Begin(ctx)
+	w.must(err)
+	defer tx.Rollback(ctx)
+	if n, err := compliance.PurgeAfterRebuild(ctx, tx); err != nil || n != 0 {
+		t.Errorf("second PurgeAfterRebuild: %d rows, %v", n, err)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestErasureCatchesUpProjections: an erasure while the projections are
+// behind must not leave rows that they project after its purge. With
+// CatchUp the erasure brings them up to date first.
+func TestErasureCatchesUpProjections(t *testing.T) {
+	for _, withCatchUp := range []bool{false, true} {
+		t.Run(fmt.Sprint("catch-up=", withCatchUp), func(t *testing.T) {
+			w := newWorld(t)
+			sc := w.scenario()
+			ctx := context.Background()
+			// The projections fall behind: as if the whole scenario had
+			// not been projected yet.
+			tx, err := w.db.Pool.Begin(ctx)
+			w.must(err)
+			for _, p := range w.runner.Projections() {
+				w.must(p.Reset(ctx, tx))
+			}
+			_, err = tx.Exec(ctx, `UPDATE projection_positions SET position = 0`)
+			w.must(err)
+			w.must(tx.Commit(ctx))
+
+			cfg := w.gdprCfg
+			if withCatchUp {
+				cfg.CatchUp = w.runner.CatchUp
+			}
+			_, err = compliance.NewGDPR(cfg).RequestErasure(ctx, w.admin, compliance.ErasureRequest{Subject: "session:" + sc.session, Delay: dur(0)})
+			w.must(err)
+			w.project()
+			var chat, index int
+			w.must(w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM rpt_chat WHERE guid = $1`, sc.session).Scan(&chat))
+			w.must(w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM rpt_subject_index WHERE subject LIKE '%' || $1`, sc.session).Scan(&index))
+			var refs bool
+			w.must(w.db.Pool.QueryRow(ctx, `SELECT customer_name_ref IS NOT NULL FROM rpt_sessions WHERE guid = $1`, sc.session).Scan(&refs))
+			if withCatchUp && (chat != 0 || index != 0 || refs) {
+				t.Errorf("after an erasure that caught the projections up: %d chat rows, %d index rows, name reference kept %v", chat, index, refs)
+			}
+			if !withCatchUp && chat == 0 {
+				t.Error("without catching up, no row came back: the test proves nothing")
+			}
+			// The index forgets the subject either way (subject_erased).
+			if index != 0 {
+				t.Errorf("%d index rows of the erased session", index)
+			}
+		})
 	}
 }

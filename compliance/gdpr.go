@@ -68,6 +68,15 @@ type GDPRConfig struct {
 	Now func() time.Time
 	// Logger receives the worker's messages (default slog.Default()).
 	Logger *slog.Logger
+	// CatchUp, when set, brings the projections that hold personal data up
+	// to the log's head (projections.Runner.CatchUp; safe beside a running
+	// runner). An erasure calls it once the keys are destroyed and before
+	// it purges, so that every event sealed for the subject is projected
+	// and the purge finds all its rows; nothing sealed for the subject can
+	// be appended after. Without it, rows projected after the purge carry
+	// references that open as [erased], and a rebuild removes them
+	// (PurgeAfterRebuild).
+	CatchUp func(context.Context) error
 }
 
 // GDPR runs subject exports and erasures for the API, the erase command

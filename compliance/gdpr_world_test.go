@@ -50,6 +50,7 @@ type world struct {
 	svc      *service.Service
 	runner   *projections.Runner
 	gdpr     *compliance.GDPR
+	gdprCfg  compliance.GDPRConfig
 	blobs    *localfs.Store
 	clock    *clock
 	verifier note.Verifier
@@ -90,7 +91,8 @@ func newWorld(t *testing.T) *world {
 	clk := &clock{t: time.Now().UTC()}
 	w := &world{t: t, db: db, store: st, ledger: l, sealer: sealer, svc: svc, tenant: tenant.ID, blobs: blobs, clock: clk, verifier: verifier}
 	w.runner = projections.NewRunner(db.Pool, st, projections.Options{}, projections.NewReporting(sealer), projections.NewSubjects())
-	w.gdpr = compliance.NewGDPR(compliance.GDPRConfig{Pool: db.Pool, Ledger: l, Credentials: st, Signer: signer, Now: clk.Now})
+	w.gdprCfg = compliance.GDPRConfig{Pool: db.Pool, Ledger: l, Credentials: st, Signer: signer, Now: clk.Now}
+	w.gdpr = compliance.NewGDPR(w.gdprCfg)
 	if w.admin, err = svc.Authenticate(ctx, adminKey); err != nil {
 		t.Fatal(err)
 	}

@@ -226,6 +226,9 @@ type ArchivedEvent struct {
 	Proof    []string `json:"proof"`     // hex hashes, for tlog.CheckRecord
 }
 
+// retentionTables are the reporting tables an archived session leaves.
+var retentionTables = []string{"rpt_sessions", "rpt_chat", "rpt_notes", "rpt_file_transfers", "rpt_consents", "rpt_actions", "rpt_recordings"}
+
 func (j *RetentionJob) archive(ctx context.Context, tenant, guid string, closed, purgeAfter, now time.Time) (bool, error) {
 	tx, err := j.lockSession(ctx, tenant, guid)
 	if err != nil || tx == nil {
@@ -285,7 +288,7 @@ func (j *RetentionJob) archive(ctx context.Context, tenant, guid string, closed,
 			return false, err
 		}
 	}
-	for _, t := range []string{"rpt_sessions", "rpt_chat", "rpt_notes", "rpt_file_transfers", "rpt_consents", "rpt_actions", "rpt_recordings"} {
+	for _, t := range retentionTables {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+t+` WHERE tenant = $1 AND guid = $2`, tenant, guid); err != nil {
 			return false, fmt.Errorf("remove %s rows: %w", t, err)
 		}

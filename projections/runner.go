@@ -38,11 +38,12 @@ type Projection interface {
 // Runner drives projections over the ledger. It is safe for concurrent use
 // and across processes.
 type Runner struct {
-	pool        *pgxpool.Pool
-	log         ledger.Store
-	projections []Projection
-	batch       int
-	logger      *slog.Logger
+	pool         *pgxpool.Pool
+	log          ledger.Store
+	projections  []Projection
+	batch        int
+	logger       *slog.Logger
+	afterRebuild func(ctx context.Context, tx pgx.Tx) (int64, error)
 }
 
 // Options tune a Runner.
@@ -51,6 +52,11 @@ type Options struct {
 	Batch int
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// AfterRebuild, when set, runs in a rebuild's transaction once every
+	// event is applied, before the commit: it removes again what erasures
+	// and retention removed from the projections
+	// (compliance.PurgeAfterRebuild), so that no reader sees those rows.
+	AfterRebuild func(ctx context.Context, tx pgx.Tx) (int64, error)
 }
 
 // NewRunner returns a runner of projections over the log, writing with pool.
@@ -61,7 +67,7 @@ func NewRunner(pool *pgxpool.Pool, log ledger.Store, opts Options, projections .
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runner{pool: pool, log: log, projections: projections, batch: opts.Batch, logger: opts.Logger}
+	return &Runner{pool: pool, log: log, projections: projections, batch: opts.Batch, logger: opts.Logger, afterRebuild: opts.AfterRebuild}
 }
 
 // Projections returns the runner's projections.
@@ -226,6 +232,15 @@ func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, 
 		done += int64(len(evs))
 		if progress != nil {
 			progress(done, max(head, pos))
+		}
+	}
+	if r.afterRebuild != nil {
+		n, err := r.afterRebuild(ctx, tx)
+		if err != nil {
+			return done, fmt.Errorf("rebuild %s: after: %w", p.Name(), err)
+		}
+		if n > 0 {
+			r.logger.Info("rebuild: removed again what erasures and retention removed", "projection", p.Name(), "rows", n)
 		}
 	}
 	if err := setPosition(ctx, tx, p.Name(), pos); err != nil {

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,23 @@ func subjectTable(eventType string) string {
 func (*Subjects) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
 	var tenants, subjects, tables []string
 	var positions []int64
+	var erasedTenants, erased []string
+	var erasedAt []int64
 	for _, e := range events {
+		// An erasure ends with compliance.subject_erased: the subject's key
+		// is destroyed, so the index forgets what it held of the subject
+		// before, as the erasure's purge did (an incremental run that was
+		// behind the purge, and a rebuild, then agree).
+		if e.Type == "compliance.subject_erased" {
+			var d struct {
+				Subject domain.Subject `json:"subject"`
+			}
+			if json.Unmarshal(e.Data, &d) == nil && d.Subject != "" {
+				erasedTenants = append(erasedTenants, e.Tenant)
+				erased = append(erased, string(d.Subject))
+				erasedAt = append(erasedAt, e.Position)
+			}
+		}
 		seen := map[domain.Subject]bool{}
 		subject := func(s domain.Subject) {
 			if s == "" || seen[s] {
@@ -71,11 +88,19 @@ func (*Subjects) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) er
 			}
 		}
 	}
-	if len(subjects) == 0 {
-		return nil
+	if len(subjects) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO rpt_subject_index (tenant, subject, position, tbl)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
+			tenants, subjects, positions, tables); err != nil {
+			return err
+		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO rpt_subject_index (tenant, subject, position, tbl)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
-		tenants, subjects, positions, tables)
-	return err
+	if len(erased) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM rpt_subject_index x USING unnest($1::text[], $2::text[], $3::bigint[]) AS u(tenant, subject, position)
+			WHERE x.tenant = u.tenant AND x.subject = u.subject AND x.position <= u.position`,
+			erasedTenants, erased, erasedAt); err != nil {
+			return err
+		}
+	}
+	return nil
 }

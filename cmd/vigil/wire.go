@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vigilhq/vigil/adapters/keys"
 	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/compliance"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
@@ -86,7 +87,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 
 // projector returns the runner of Vigil's projections.
 func (s *system) projector() *projections.Runner {
-	return projections.NewRunner(s.pool, s.logStore, projections.Options{Logger: s.log},
+	return projections.NewRunner(s.pool, s.logStore, projections.Options{Logger: s.log, AfterRebuild: compliance.PurgeAfterRebuild},
 		projections.NewReporting(s.sealer), projections.NewSubjects())
 }
 
