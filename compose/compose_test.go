@@ -369,9 +369,24 @@ func TestComposeConfig(t *testing.T) {
 				}
 			}
 			sort.Strings(names)
-			for _, want := range []string{"postgres", "minio", "nats"} {
-				if _, ok := vigil.DependsOn[want]; !ok {
-					t.Errorf("vigil does not depend on %s (services: %v)", want, names)
+			// The base file keeps log and bus in PostgreSQL (NATS and
+			// KurrentDB are in profiles); the second file switches both.
+			want, wantEnv := []string{"postgres", "minio"}, map[string]string{"VIGIL_LOG_STORE": "postgres", "VIGIL_BUS": "postgres"}
+			if len(files) > 1 {
+				want = append(want, "nats", "kurrentdb")
+				wantEnv = map[string]string{"VIGIL_LOG_STORE": "kurrentdb", "VIGIL_BUS": "nats://nats:4222"}
+			}
+			if len(files) == 1 && strings.Join(names, " ") != "minio postgres vigil" {
+				t.Errorf("the default stack starts %v, want minio postgres vigil", names)
+			}
+			for _, w := range want {
+				if _, ok := vigil.DependsOn[w]; !ok {
+					t.Errorf("vigil does not depend on %s (services: %v)", w, names)
+				}
+			}
+			for k, v := range wantEnv {
+				if got := vigil.Environment[k]; got == nil || *got != v {
+					t.Errorf("vigil's %s = %v, want %s", k, got, v)
 				}
 			}
 			for name := range vigil.Environment {
