@@ -24,6 +24,12 @@ type streamEntry struct {
 	mu     sync.Mutex
 	events []domain.Event
 	used   uint64 // the cache's tick at the last use
+	// tech is a technician's state as of its last stored event, kept
+	// instead of the events: a technician's stream grows with every login
+	// for as long as the account lives, so replaying it, and holding it,
+	// would grow without end. It holds no personal data (ids, flags,
+	// counters, times).
+	tech *domain.Technician
 }
 
 func newStreamCache(max int) *streamCache {
@@ -88,4 +94,35 @@ func (s *Service) events(ctx context.Context, tenant, stream string) ([]domain.E
 	}
 	e.events = append(e.events, more...)
 	return e.events[:len(e.events):len(e.events)], nil
+}
+
+// technician returns technician id's state, from its cached snapshot and the
+// events stored since (one indexed query, usually empty). The caller gets
+// its own copy to record changes on.
+func (s *Service) technician(ctx context.Context, tenant, id string) (*domain.Technician, error) {
+	t := domain.NewTechnician(tenant, id)
+	e := s.cache.entry(tenant + "\x00" + t.Stream())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tech != nil {
+		*t = *e.tech
+	}
+	more, err := s.log.ReadSealed(ctx, tenant, t.Stream(), t.Version())
+	if err != nil {
+		return nil, err
+	}
+	if len(more) > 0 && more[0].Version != t.Version()+1 {
+		// Not a continuation (should not happen on an append-only log):
+		// start over.
+		t = domain.NewTechnician(tenant, id)
+		if more, err = s.log.ReadSealed(ctx, tenant, t.Stream(), 0); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.Load(more); err != nil {
+		return nil, err
+	}
+	snap := *t
+	e.tech = &snap
+	return t, nil
 }

@@ -258,8 +258,8 @@ func (s *Service) cmd(p Principal, eventID [16]byte) domain.Cmd {
 }
 
 func (s *Service) loadTechnician(ctx context.Context, tenant, id string) (*domain.Technician, error) {
-	t := domain.NewTechnician(tenant, id)
-	if err := s.load(ctx, t); err != nil {
+	t, err := s.technician(ctx, tenant, id)
+	if err != nil {
 		return nil, err
 	}
 	if !t.Exists() {
