@@ -236,6 +236,17 @@ func TestVerifyCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"verify", "--quiet", "--tenant", "acme", "--key", vkey}, env, &out, io.Discard); err != nil {
 		t.Fatalf("verify --key: %v\n%s", err, out.String())
 	}
+	// A host holding only the public half verifies with it by default.
+	pubOnly := t.TempDir()
+	pub, _ := os.ReadFile(filepath.Join(dir, "signing.key.pub"))
+	os.WriteFile(filepath.Join(pubOnly, "signing.key.pub"), pub, 0o644)
+	out.Reset()
+	if err := run(context.Background(), []string{"verify", "--quiet"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": pubOnly}), &out, io.Discard); err != nil {
+		t.Fatalf("verify with only signing.key.pub: %v\n%s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"verify", "--quiet"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": t.TempDir()}), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no checkpoint verifier key") {
+		t.Errorf("verify without any key: %v", err)
+	}
 	// A verification job needs no master key, in production too.
 	out.Reset()
 	prod := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": t.TempDir(), "VIGIL_ENV": "production"})

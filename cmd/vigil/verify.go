@@ -68,18 +68,28 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	defer closeLog()
 	if verifiers == nil {
-		_, vkey, err := keys.ReadSigningKey(signingKeyPath(cfg))
+		// The configured signing key's verifier key; on a host that holds
+		// only the public half, its .pub file.
+		path := signingKeyPath(cfg)
+		_, vkey, err := keys.ReadSigningKey(path)
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("no checkpoint verifier key: pass --key, or set VIGIL_SIGNING_KEY_FILE (its .pub file is not enough: give --key the verifier key instead)")
-		}
-		if err != nil {
+			if _, perr := os.Stat(path + ".pub"); perr != nil {
+				return fmt.Errorf("no checkpoint verifier key: pass --key, or set VIGIL_SIGNING_KEY_FILE (%s and %s.pub do not exist)", path, path)
+			}
+			vl, vs, err := parseVerifiers(path + ".pub")
+			if err != nil {
+				return err
+			}
+			verifiers, signer = vl, vs[0].Name()
+		} else if err != nil {
 			return err
+		} else {
+			v, err := note.NewVerifier(vkey)
+			if err != nil {
+				return err
+			}
+			verifiers, signer = note.VerifierList(v), v.Name()
 		}
-		v, err := note.NewVerifier(vkey)
-		if err != nil {
-			return err
-		}
-		verifiers, signer = note.VerifierList(v), v.Name()
 	}
 
 	opts := ledger.VerifyOptions{Tenant: *tenant, Verifiers: verifiers, Origin: cfg.LogOrigin}
