@@ -418,7 +418,7 @@ func (g *GDPR) erase(ctx context.Context, j erasureJob) ([]byte, time.Time, erro
 			return nil, time.Time{}, fmt.Errorf("bring the projections up to date before the purge: %w", err)
 		}
 	}
-	if _, err := g.purge(ctx, g.cfg.Pool, j, subjects, false); err != nil {
+	if _, err := purgeRows(ctx, g.cfg.Pool, j, subjects, false); err != nil {
 		return nil, time.Time{}, err
 	}
 	if err := g.fail("purge"); err != nil {
@@ -515,7 +515,7 @@ func (g *GDPR) plan(ctx context.Context, j erasureJob, subjects []domain.Subject
 	if err != nil {
 		return p, err
 	}
-	rows, err := g.purge(ctx, g.cfg.Pool, j, subjects, true)
+	rows, err := purgeRows(ctx, g.cfg.Pool, j, subjects, true)
 	if err != nil {
 		return p, err
 	}
@@ -588,15 +588,11 @@ func purgeStatements(subject domain.Subject, scope string) []purgeStatement {
 	}
 }
 
-// purge counts (count set) or purges the rows of the request's subjects,
-// and returns how many rows that is. Purging twice purges nothing more.
-func (g *GDPR) purge(ctx context.Context, db execer, j erasureJob, subjects []domain.Subject, count bool) (int64, error) {
-	return purgeRows(ctx, db, j, subjects, count)
-}
-
-// purgeRows is purge for any erasure job; the rows are found by the subject
-// index and by the positions the erasure recorded when it started (the
-// index no longer names them once purged).
+// purgeRows counts (count set) or purges the rows of the request's
+// subjects, and returns how many rows that is. The rows are found by the
+// subject index and by the positions the erasure recorded when it started
+// (the index no longer names them once purged). Purging twice purges
+// nothing more.
 func purgeRows(ctx context.Context, db execer, j erasureJob, subjects []domain.Subject, count bool) (int64, error) {
 	positions, err := subjectPositions(ctx, db, j.tenant, subjects)
 	if err != nil {
