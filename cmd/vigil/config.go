@@ -47,6 +47,8 @@ type Config struct {
 	BusTopic           string
 	LogLevel           string
 	LogStore           string
+	HTTPTLSCertFile    string
+	HTTPTLSKeyFile     string
 	MetricsToken       string
 	KurrentDBURL       string
 	CheckpointInterval time.Duration
@@ -70,6 +72,8 @@ func (c *Config) settings() []setting {
 		{flag: "env", env: "VIGIL_ENV", def: "development", help: "development or production; production never generates keys", str: &c.Env},
 		{flag: "database-url", env: "VIGIL_DATABASE_URL", def: "postgres://postgres@127.0.0.1:5432/vigil?sslmode=disable", help: "PostgreSQL URL; the database is created if missing", str: &c.DatabaseURL, secret: true},
 		{flag: "http-addr", env: "VIGIL_HTTP_ADDR", def: "127.0.0.1:8080", help: "address the HTTP API listens on", str: &c.HTTPAddr},
+		{flag: "http-tls-cert-file", env: "VIGIL_HTTP_TLS_CERT_FILE", def: "", help: "serve HTTPS with this PEM certificate (full chain; reloaded when it changes) and VIGIL_HTTP_TLS_KEY_FILE; empty: plain HTTP, for a TLS-terminating proxy", str: &c.HTTPTLSCertFile},
+		{flag: "http-tls-key-file", env: "VIGIL_HTTP_TLS_KEY_FILE", def: "", help: "the PEM private key of VIGIL_HTTP_TLS_CERT_FILE", str: &c.HTTPTLSKeyFile},
 		{flag: "data-dir", env: "VIGIL_DATA_DIR", def: "./var", help: "directory for generated keys and local data", str: &c.DataDir},
 		{flag: "master-key", env: "VIGIL_MASTER_KEY", def: "", help: "master key, 32 bytes in base64 (prefer the file)", str: &c.MasterKey, secret: true},
 		{flag: "master-key-file", env: "VIGIL_MASTER_KEY_FILE", def: "", help: "file holding the base64 master key", str: &c.MasterKeyFile},
@@ -179,6 +183,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if (c.HTTPTLSCertFile == "") != (c.HTTPTLSKeyFile == "") {
+		return fmt.Errorf("VIGIL_HTTP_TLS_CERT_FILE and VIGIL_HTTP_TLS_KEY_FILE go together: set both or neither")
 	}
 	switch c.LogStore {
 	case "postgres":

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -20,7 +22,7 @@ func runHealth(ctx context.Context, args []string, env func(string) string, stdo
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	url := fs.String("url", "", "URL to ask (default: /readyz on VIGIL_HTTP_ADDR, with a wildcard host read as 127.0.0.1)")
+	url := fs.String("url", "", "URL to ask (default: /readyz on VIGIL_HTTP_ADDR, with a wildcard host read as 127.0.0.1; https when VIGIL_HTTP_TLS_CERT_FILE is set, its certificate not verified)")
 	timeout := fs.Duration("timeout", 3*time.Second, "time limit of the request")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -33,7 +35,17 @@ func runHealth(ctx context.Context, args []string, env func(string) string, stdo
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "127.0.0.1"
 		}
-		*url = "http://" + net.JoinHostPort(host, port) + "/readyz"
+		scheme := "http"
+		if env("VIGIL_HTTP_TLS_CERT_FILE") != "" {
+			scheme = "https"
+		}
+		*url = scheme + "://" + net.JoinHostPort(host, port) + "/readyz"
+	}
+	client := http.DefaultClient
+	if strings.HasPrefix(*url, "https://") {
+		// A probe of the local process: the certificate names the public
+		// host, not the address probed, so it is not verified.
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -41,7 +53,7 @@ func runHealth(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return exitError{code: 2, msg: err.Error()}
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return exitError{code: 1, msg: "not healthy: " + err.Error()}
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +28,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/ledger/ledgertest"
+	"github.com/vigilhq/vigil/relay"
 )
 
 // TestMain lets the tests run the real program in a child process: with
@@ -872,5 +875,60 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	if err := run(ctx, []string{"verify", "--quiet", "--key", "nonsense"}, env, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "neither a verifier key nor a readable file") {
 		t.Errorf("bad --key: %v", err)
+	}
+}
+
+// TestServeHTTPS: with VIGIL_HTTP_TLS_CERT_FILE and _KEY_FILE, serve speaks
+// HTTPS with that certificate, and vigil health probes it.
+func TestServeHTTPS(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	certPEM, keyPEM, err := relay.SelfSigned([]string{"vigil.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "http.pem"), filepath.Join(dir, "http-key.pem")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve", "VIGIL_DATABASE_URL="+db.URL,
+		"VIGIL_HTTP_ADDR="+addr, "VIGIL_DATA_DIR="+dir, "VIGIL_RELAY_DISABLE=true",
+		"VIGIL_HTTP_TLS_CERT_FILE="+certFile, "VIGIL_HTTP_TLS_KEY_FILE="+keyFile)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "vigil.example"}}}
+	var resp *http.Response
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err = client.Get("https://" + addr + "/readyz"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("HTTPS never answered: %v\n%s", err, logs.String())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("/readyz over HTTPS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	// Plain HTTP is refused.
+	if r, err := http.Get("http://" + addr + "/readyz"); err == nil && r.StatusCode == 200 {
+		t.Error("plain HTTP answered 200 on the HTTPS port")
+	}
+	var out bytes.Buffer
+	env := envFunc(map[string]string{"VIGIL_HTTP_ADDR": addr, "VIGIL_HTTP_TLS_CERT_FILE": certFile})
+	if err := run(context.Background(), []string{"health"}, env, &out, io.Discard); err != nil || !strings.Contains(out.String(), "ready") {
+		t.Errorf("vigil health over HTTPS: %v %q", err, out.String())
+	}
+	// Half a configuration is refused.
+	err = run(context.Background(), []string{"serve"}, envFunc(map[string]string{"VIGIL_HTTP_TLS_CERT_FILE": certFile}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Errorf("serve with a certificate and no key: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/compliance"
+	"github.com/vigilhq/vigil/relay"
 )
 
 func runServe(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -147,10 +149,28 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          nil,
 	}
-	log.Info("vigil serving", "http", ln.Addr().String(), "env", cfg.Env, "region", cfg.Region, "data_dir", cfg.DataDir, "log_origin", cfg.LogOrigin)
+	scheme := "http"
+	if cfg.HTTPTLSCertFile != "" {
+		// Watched like the relay's: a renewed certificate takes effect
+		// without a restart.
+		rl, err := relay.NewCertReloader(cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile, 10*time.Second, log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("HTTPS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: rl.GetCertificate}
+		scheme = "https"
+	}
+	log.Info("vigil serving", scheme, ln.Addr().String(), "env", cfg.Env, "region", cfg.Region, "data_dir", cfg.DataDir, "log_origin", cfg.LogOrigin)
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
