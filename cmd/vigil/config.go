@@ -48,6 +48,7 @@ type Config struct {
 	LogLevel           string
 	LogStore           string
 	HTTPTLSCertFile    string
+	ReportsDatabaseURL string
 	HTTPTLSKeyFile     string
 	MetricsToken       string
 	KurrentDBURL       string
@@ -71,6 +72,7 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{flag: "env", env: "VIGIL_ENV", def: "development", help: "development or production; production never generates keys", str: &c.Env},
 		{flag: "database-url", env: "VIGIL_DATABASE_URL", def: "postgres://postgres@127.0.0.1:5432/vigil?sslmode=disable", help: "PostgreSQL URL; the database is created if missing", str: &c.DatabaseURL, secret: true},
+		{flag: "reports-database-url", env: "VIGIL_REPORTS_DATABASE_URL", def: "", help: "PostgreSQL URL of a read replica that GraphQL and the CSV reports read from (empty: the main database)", str: &c.ReportsDatabaseURL, secret: true},
 		{flag: "http-addr", env: "VIGIL_HTTP_ADDR", def: "127.0.0.1:8080", help: "address the HTTP API listens on", str: &c.HTTPAddr},
 		{flag: "http-tls-cert-file", env: "VIGIL_HTTP_TLS_CERT_FILE", def: "", help: "serve HTTPS with this PEM certificate (full chain; reloaded when it changes) and VIGIL_HTTP_TLS_KEY_FILE; empty: plain HTTP, for a TLS-terminating proxy", str: &c.HTTPTLSCertFile},
 		{flag: "http-tls-key-file", env: "VIGIL_HTTP_TLS_KEY_FILE", def: "", help: "the PEM private key of VIGIL_HTTP_TLS_CERT_FILE", str: &c.HTTPTLSKeyFile},

@@ -911,6 +911,8 @@ func TestServeHTTPS(t *testing.T) {
 		}
 	}
 	if err != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
 		t.Fatalf("HTTPS never answered: %v\n%s", err, logs.String())
 	}
 	resp.Body.Close()
@@ -930,5 +932,72 @@ func TestServeHTTPS(t *testing.T) {
 	err = run(context.Background(), []string{"serve"}, envFunc(map[string]string{"VIGIL_HTTP_TLS_CERT_FILE": certFile}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("serve with a certificate and no key: %v", err)
+	}
+}
+
+// TestServeReportsFromReplica: with VIGIL_REPORTS_DATABASE_URL, GraphQL
+// reads the projections there. The "replica" here is a second database
+// holding a session row the main one does not have.
+func TestServeReportsFromReplica(t *testing.T) {
+	db := pgtest.New(t)
+	replica := pgtest.New(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
+	var out bytes.Buffer
+	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var tenant map[string]string
+	if err := json.Unmarshal(out.Bytes(), &tenant); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"migrate"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": replica.URL, "VIGIL_LOG_LEVEL": "error"}), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	const guid = "0123456789abcdef0123456789abcdef"
+	if _, err := replica.Pool.Exec(ctx, `INSERT INTO rpt_sessions (tenant, guid, status, queue, group_id, created_at, created_position, last_position)
+		VALUES ($1, $2, 'waiting', 'shared', '', now(), 1, 1)`, tenant["tenant"], guid); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve", "VIGIL_DATABASE_URL="+db.URL,
+		"VIGIL_HTTP_ADDR="+addr, "VIGIL_DATA_DIR="+dir, "VIGIL_RELAY_DISABLE=true", "VIGIL_REPORTS_DATABASE_URL="+replica.URL)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	query := `{"query": "{ sessions { totalCount edges { node { id } } } }"}`
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(query))
+		req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		body = string(b)
+		break
+	}
+	stop() // before reading its log
+	if !strings.Contains(body, guid) || !strings.Contains(body, `"totalCount":1`) {
+		t.Fatalf("GraphQL did not read the replica: %s\n%s", body, logs.String())
+	}
+	if !strings.Contains(logs.String(), "reports read from a replica") {
+		t.Errorf("serve did not say where reports come from:\n%s", logs.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vigilhq/vigil/adapters/postgres"
 	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/compliance"
@@ -104,8 +105,22 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		retention.RunRetention(complianceCtx, retentionInterval)
 	}()
 
+	// GraphQL and the CSV reports read the projections, from a replica
+	// when one is configured (its lag shows in projectionStatus, whose head
+	// comes from the log itself).
+	reportStore := sys.store
+	if cfg.ReportsDatabaseURL != "" {
+		rpool, err := postgres.OpenExisting(ctx, cfg.ReportsDatabaseURL)
+		if err != nil {
+			return fmt.Errorf("reports database %s: %w", postgres.Redact(cfg.ReportsDatabaseURL), err)
+		}
+		defer rpool.Close()
+		reportStore = postgres.NewStore(rpool, postgres.Options{Logger: log, LogHead: sys.logStore.Head})
+		defer reportStore.Close()
+		log.Info("reports read from a replica", "database", postgres.Redact(cfg.ReportsDatabaseURL))
+	}
 	reports, err := gql.New(gql.Config{
-		Reports: sys.store, Opener: sys.sealer, Index: sys.sealer, Auth: sys.service,
+		Reports: reportStore, Opener: sys.sealer, Index: sys.sealer, Auth: sys.service,
 		Production: cfg.Production(), Logger: log,
 	})
 	if err != nil {
