@@ -29,6 +29,7 @@ type AuditService interface {
 	InclusionProof(ctx context.Context, tenant string, seq, size int64) (compliance.InclusionProof, error)
 	ConsistencyProof(ctx context.Context, tenant string, from, to int64) (compliance.ConsistencyProof, error)
 	Receipt(ctx context.Context, tenant string, id uuid.UUID) (compliance.EventReceipt, error)
+	Tile(ctx context.Context, tenant, path string) ([]byte, error)
 }
 
 var _ AuditService = (*compliance.Auditor)(nil)
@@ -49,6 +50,10 @@ func (a *api) auditRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/proofs/inclusion", a.authed(a.inclusionProof))
 	mux.HandleFunc("GET /v1/proofs/consistency", a.authed(a.consistencyProof))
 	mux.HandleFunc("GET /v1/events/{id}/receipt", a.authed(a.receipt))
+	// The tenant's log in the C2SP tlog-tiles layout, for standard tlog
+	// clients: the checkpoint and the hash tiles under it.
+	mux.HandleFunc("GET /v1/tlog/checkpoint", a.authed(a.latestCheckpoint))
+	mux.HandleFunc("GET /v1/tlog/tile/{path...}", a.authed(a.tile))
 }
 
 // streamed wraps h with bearer authentication only.
@@ -245,5 +250,26 @@ func (a *api) receipt(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, rc)
+	return nil
+}
+
+func (a *api) tile(w http.ResponseWriter, r *http.Request) error {
+	p, err := requireRole(r, service.RoleAuditor, service.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	path := r.PathValue("path")
+	data, err := a.audit.Tile(r.Context(), p.Tenant, path)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if strings.Contains(path, ".p/") {
+		// A partial tile grows into a full one.
+		w.Header().Set("Cache-Control", "private, no-cache")
+	} else {
+		w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	}
+	_, _ = w.Write(data)
 	return nil
 }

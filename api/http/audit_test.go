@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -292,4 +293,99 @@ func TestProofEndpoints(t *testing.T) {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// httpTiles is a tlog.TileReader over the tlog endpoints: a standard tlog
+// client of the tenant's log.
+type httpTiles struct {
+	e    *auditEnv
+	cred string
+}
+
+func (h httpTiles) Height() int { return compliance.TileHeight }
+
+func (h httpTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		// C2SP paths carry no height: tile/<L>/<N>[.p/<W>].
+		path := strings.TrimPrefix(t.Path(), fmt.Sprintf("tile/%d/", t.H))
+		res, b := h.e.call("GET", "/v1/tlog/tile/"+path, h.cred, "")
+		if res.StatusCode != 200 {
+			return nil, fmt.Errorf("tile %s: %d %s", path, res.StatusCode, b)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// TestTlogTiles: a generic tlog client that knows only the checkpoint and
+// the hash tiles proves inclusion and consistency against signed roots.
+func TestTlogTiles(t *testing.T) {
+	e := newAuditEnv(t)
+	evs := e.chats(e.tenant, 600) // more than two full tiles of leaves
+	if err := e.ledger.CheckpointAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, note0 := e.call("GET", "/v1/tlog/checkpoint", e.auditor, "")
+	if res.StatusCode != 200 {
+		t.Fatalf("checkpoint: %d %s", res.StatusCode, note0)
+	}
+	cp, err := ledger.OpenCheckpoint(note0, note.VerifierList(e.verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := tlog.Tree{N: cp.Size, Hash: cp.Root}
+	hr := tlog.TileHashReader(tree, httpTiles{e: e, cred: e.auditor})
+	for _, ev := range []domain.Event{evs[0], evs[255], evs[256], evs[599]} {
+		proof, err := tlog.ProveRecord(cp.Size, ev.Seq, hr)
+		if err != nil {
+			t.Fatalf("prove seq %d from tiles: %v", ev.Seq, err)
+		}
+		if err := tlog.CheckRecord(proof, cp.Size, cp.Root, ev.Seq, ev.LeafHash); err != nil {
+			t.Fatalf("seq %d: %v", ev.Seq, err)
+		}
+	}
+	// Consistency of an older tree with the checkpoint, from tiles alone.
+	old := int64(300)
+	oldRoot, err := tlog.TreeHash(old, hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tlog.ProveTree(cp.Size, old, hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.CheckTree(p, cp.Size, cp.Root, old, oldRoot); err != nil {
+		t.Fatal(err)
+	}
+	// Full tiles are immutable; past the checkpoint, malformed, other roles
+	// and entry bundles are refused.
+	res, _ = e.call("GET", "/v1/tlog/tile/0/000", e.auditor, "")
+	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("full tile: %d %q", res.StatusCode, res.Header.Get("Cache-Control"))
+	}
+	for path, want := range map[string]int{
+		"0/003":       404, // leaves 768-1023: past 600
+		"0/002.p/100": 404, // 612 leaves
+		"0/002.p/88":  200, // exactly 600
+		"1/000":       404, // a full level-1 tile covers 65,536 leaves
+		"1/000.p/2":   200,
+		"7/000":       404,
+		"0/abc":       400,
+		"entries/000": 404,
+	} {
+		res, b := e.call("GET", "/v1/tlog/tile/"+path, e.auditor, "")
+		if res.StatusCode != want {
+			t.Errorf("tile %s: %d %s, want %d", path, res.StatusCode, b, want)
+		}
+	}
+	if res, _ := e.call("GET", "/v1/tlog/tile/0/000", e.ingest, ""); res.StatusCode != 403 {
+		t.Errorf("ingest key read a tile: %d", res.StatusCode)
+	}
+	// Another tenant's auditor sees its own (empty) log, not this one.
+	if res, _ := e.call("GET", "/v1/tlog/tile/0/000", e.otherKey, ""); res.StatusCode == 200 {
+		t.Error("another tenant's auditor read this tenant's tile")
+	}
 }
