@@ -61,6 +61,7 @@ func commands() []command {
 		{"simulate", "drive realistic support sessions through a running server's HTTP API", runSimulate},
 		{"erase", "GDPR-erase a technician or session (crypto-shredding), or verify an erasure receipt", runErase},
 		{"health", "ask a running serve's /readyz; exits 0 when ready (container health checks)", runHealth},
+		{"monitor", "check from the outside that a tenant's log only grows: signed checkpoints, proofs from tiles", runMonitor},
 	}
 }
 
