@@ -129,6 +129,10 @@ type job struct {
 	prevUntil      *time.Time
 	createdAt      time.Time
 	eventTypeLabel string
+	// leaseUntil is the next_attempt_at the lease wrote: the attempt's
+	// outcome is recorded only if the row still holds it (a replay or a
+	// purge while the request was under way changed the row, and wins).
+	leaseUntil time.Time
 }
 
 // Run sends due deliveries until ctx ends, then waits for the requests
@@ -190,6 +194,8 @@ func (d *Deliverer) claimAndSend(ctx context.Context, wg *sync.WaitGroup) (int, 
 		busy = []uuid.UUID{}
 	}
 	now := d.now()
+	// Microseconds, as PostgreSQL keeps them, so that record can match it.
+	leaseUntil := now.Add(d.opts.Lease).Truncate(time.Microsecond)
 	rows, err := d.cfg.Pool.Query(ctx, `WITH due AS (
 			SELECT dl.id FROM webhook_deliveries dl JOIN webhook_subscriptions s ON s.id = dl.subscription_id
 			WHERE dl.state = 'pending' AND dl.next_attempt_at <= $1 AND s.state = 'active' AND NOT (dl.subscription_id = ANY($2))
@@ -197,7 +203,7 @@ func (d *Deliverer) claimAndSend(ctx context.Context, wg *sync.WaitGroup) (int, 
 		UPDATE webhook_deliveries dl SET next_attempt_at = $4 FROM due, webhook_subscriptions s
 		WHERE dl.id = due.id AND s.id = dl.subscription_id
 		RETURNING dl.id, dl.subscription_id, dl.tenant, s.url, dl.payload, dl.seal_subject, dl.attempts, s.secret, s.previous_secret, s.previous_until, dl.created_at, dl.event_type`,
-		now, busy, free, now.Add(d.opts.Lease))
+		now, busy, free, leaseUntil)
 	if err != nil {
 		return 0, err
 	}
@@ -208,6 +214,7 @@ func (d *Deliverer) claimAndSend(ctx context.Context, wg *sync.WaitGroup) (int, 
 			rows.Close()
 			return 0, err
 		}
+		j.leaseUntil = leaseUntil
 		jobs = append(jobs, j)
 	}
 	rows.Close()
@@ -311,7 +318,7 @@ func (d *Deliverer) record(ctx context.Context, j job, status int, retryAfter ti
 	switch {
 	case sendErr == nil && status >= 200 && status < 300:
 		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'delivered', attempts = $2, delivered_at = $3, last_status = $4, last_error = '', last_latency_ms = $5
-			WHERE id = $1`, j.id, attempt, now, status, ms)
+			WHERE id = $1 AND state = 'pending' AND next_attempt_at = $6`, j.id, attempt, now, status, ms, j.leaseUntil)
 	case sendErr == nil && status == http.StatusGone:
 		// The receiver asked to stop: disable the subscription; the
 		// delivery waits (pending) in case it is re-enabled.
@@ -319,23 +326,23 @@ func (d *Deliverer) record(ctx context.Context, j job, status int, retryAfter ti
 			WHERE id = $1 AND state = 'active'`, j.sub, now); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_status = $4, last_error = 'gone', last_latency_ms = $5 WHERE id = $1`,
-			j.id, attempt, now, status, ms)
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_status = $4, last_error = 'gone', last_latency_ms = $5
+			WHERE id = $1 AND state = 'pending' AND next_attempt_at = $6`, j.id, attempt, now, status, ms, j.leaseUntil)
 	default:
 		if errText == "" {
 			errText = "HTTP " + strconv.Itoa(status)
 		}
 		if attempt >= len(d.opts.Schedule) {
-			_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'dead', attempts = $2, last_status = $3, last_error = $4, last_latency_ms = $5 WHERE id = $1`,
-				j.id, attempt, status, errText, ms)
+			_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'dead', attempts = $2, last_status = $3, last_error = $4, last_latency_ms = $5
+				WHERE id = $1 AND state = 'pending' AND next_attempt_at = $6`, j.id, attempt, status, errText, ms, j.leaseUntil)
 			break
 		}
 		delay := d.jitter(d.opts.Schedule[attempt])
 		if retryAfter > 0 {
 			delay = max(delay, min(retryAfter, d.opts.MaxRetryAfter))
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, last_latency_ms = $6 WHERE id = $1`,
-			j.id, attempt, now.Add(delay), status, errText, ms)
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, last_latency_ms = $6
+			WHERE id = $1 AND state = 'pending' AND next_attempt_at = $7`, j.id, attempt, now.Add(delay), status, errText, ms, j.leaseUntil)
 	}
 	if err != nil {
 		return err

@@ -417,3 +417,32 @@ func TestAPIManagement(t *testing.T) {
 		t.Errorf("deleted webhook: %v", err)
 	}
 }
+
+// TestReplayDuringAnAttempt: a replay while a delivery's request is under
+// way must not be undone when that attempt's outcome is recorded.
+func TestReplayDuringAnAttempt(t *testing.T) {
+	e := newEnv(t)
+	inFirst := make(chan struct{})
+	release := make(chan struct{})
+	rc := newReceiver(t, func(n int, _ received) int {
+		if n == 0 {
+			close(inFirst)
+			<-release // the first attempt hangs until the replay is done
+		}
+		return 200
+	})
+	s := e.create(rc.srv.URL, webhooks.NewSubscription{EventTypes: []string{"session.created"}})
+	e.append(domain.SessionStream("g9"), domain.SessionCreated{GUID: "g9", PIN: "1", Queue: "q", GroupID: "g"})
+	e.fan()
+	e.deliverer(fast)
+	<-inFirst
+	n, err := e.svc.Replay(context.Background(), e.admin, s.ID, time.Now().Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	close(release)
+	waitFor(t, 10*time.Second, "the replayed delivery", func() bool { return len(rc.all()) >= 2 })
+	if got := rc.all(); got[1].id != got[0].id {
+		t.Errorf("the replay changed the webhook-id: %s then %s", got[0].id, got[1].id)
+	}
+}
