@@ -23,8 +23,7 @@ func TestHealthCollector(t *testing.T) {
 	dir := t.TempDir()
 	appendSome(t, db.URL, dir, 20) // signed at 20
 	ctx := context.Background()
-	cfg := &Config{DatabaseURL: db.URL, DataDir: dir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Hour,
-		SchedulerInterval: time.Second, Env: "development", LogLevel: "error", LogStore: "postgres"}
+	cfg := testConfig(db.URL, dir)
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), false)
 	if err != nil {
 		t.Fatal(err)
@@ -122,4 +121,11 @@ func TestMetricsAuth(t *testing.T) {
 			t.Errorf("Authorization %q: challenge %q, body %q", hdr, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
 		}
 	}
+}
+
+// testConfig is the configuration of a system opened in process by a test:
+// development keys in dir, checkpoints only when the test asks.
+func testConfig(dbURL, dir string) *Config {
+	return &Config{DatabaseURL: dbURL, DataDir: dir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Hour,
+		SchedulerInterval: time.Second, Env: "development", LogLevel: "error", LogStore: "postgres"}
 }

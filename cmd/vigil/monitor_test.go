@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 	httpapi "github.com/vigilhq/vigil/api/http"
@@ -30,8 +29,7 @@ func TestMonitor(t *testing.T) {
 	db := pgtest.New(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	cfg := &Config{DatabaseURL: db.URL, DataDir: dir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Hour,
-		SchedulerInterval: time.Second, Env: "development", LogLevel: "error", LogStore: "postgres"}
+	cfg := testConfig(db.URL, dir)
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)
 	if err != nil {
 		t.Fatal(err)

@@ -171,17 +171,7 @@ func startTestRelay(t *testing.T, f *relayFixture, pub relay.Publisher) (addr st
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	return serveRelay(t, srv), &tls.Config{RootCAs: roots, ServerName: "localhost"}
 }
 
 func guidBytes(t *testing.T, guid string) [16]byte {
@@ -450,17 +440,7 @@ func TestRelayBehindBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	addr := ln.Addr().String()
+	addr := serveRelay(t, srv)
 
 	guid := f.session(t)
 	raw, err := net.Dial("tcp", addr)
@@ -487,4 +467,21 @@ func TestRelayBehindBalancer(t *testing.T) {
 	if _, err := dialRelay(t, addr, client, relay.SideCustomer, f.session(t), ""); err == nil || reasonOf(err) != 0xff {
 		t.Fatalf("the balancer without a header: %v, want the connection closed", err)
 	}
+}
+
+// serveRelay serves srv on a loopback port until the test ends and returns
+// the address.
+func serveRelay(t *testing.T, srv *relay.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ln.Addr().String()
 }
