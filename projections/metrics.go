@@ -14,6 +14,9 @@ var (
 		"The last log position the projection applied.", []string{"projection"}, nil)
 	headDesc = prometheus.NewDesc("vigil_ledger_head_position",
 		"The highest committed position of the log.", nil, nil)
+	quarantinedDesc = prometheus.NewDesc("vigil_projection_quarantined_events",
+		"Events the projection could not apply and set aside in projection_quarantine since its last rebuild; alert when above 0.",
+		[]string{"projection"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -21,6 +24,7 @@ func (r *Runner) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- positionDesc
 	ch <- headDesc
+	ch <- quarantinedDesc
 }
 
 // Collect implements prometheus.Collector: it reads the positions at
@@ -39,5 +43,6 @@ func (r *Runner) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(s.Lag), s.Name)
 		ch <- prometheus.MustNewConstMetric(positionDesc, prometheus.GaugeValue, float64(s.Position), s.Name)
+		ch <- prometheus.MustNewConstMetric(quarantinedDesc, prometheus.GaugeValue, float64(s.Quarantined), s.Name)
 	}
 }

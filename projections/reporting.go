@@ -240,9 +240,9 @@ func (b *batch) recording(e *domain.Event, id string) *recordingRow {
 }
 
 func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error {
-	p, err := domain.Decode(*e)
+	p, err := decode(e)
 	if err != nil {
-		return fmt.Errorf("position %d: %w", e.Position, err)
+		return poison(fmt.Errorf("position %d: %w", e.Position, err))
 	}
 	at := e.OccurredAt.UTC()
 	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" {
@@ -263,6 +263,11 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 			fieldsRef: ref(e, "custom_fields"), createdPosition: e.Position,
 		}
 		idx, err := r.emailIndex(ctx, e)
+		if err != nil && !transient(err) {
+			// A sealed field that does not open is the event's: set it
+			// aside rather than stall on it.
+			err = poison(fmt.Errorf("position %d: customer e-mail index: %w", e.Position, err))
+		}
 		if err != nil {
 			return err
 		}
@@ -370,6 +375,23 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 	return nil
 }
 
+// decode decodes e's payload. An event that the strict decoding refuses for
+// fields this version does not know (an event of a newer writer) is
+// decoded leniently, keeping the fields it knows: projected in a safe form
+// rather than set aside. An unknown type or a payload of the wrong shape is
+// an error.
+func decode(e *domain.Event) (domain.Payload, error) {
+	p, err := domain.Decode(*e)
+	if err == nil {
+		return p, nil
+	}
+	lenient, ok := domain.Catalogue.New(e.Type)
+	if !ok || len(e.Personal) > 0 || json.Unmarshal(e.Data, lenient) != nil {
+		return nil, err
+	}
+	return lenient, nil
+}
+
 // recordingContentType reads the optional content type of recording_stored
 // without depending on the payload having the field.
 func recordingContentType(e *domain.Event) string {
@@ -426,12 +448,17 @@ func (r *Reporting) emailIndex(ctx context.Context, e *domain.Event) ([]byte, er
 }
 
 // columns turns rows into n column arrays, the arguments of an
-// INSERT ... SELECT FROM unnest(...).
+// INSERT ... SELECT FROM unnest(...). Every string passes through clean:
+// whatever an event's text holds, the row can be written.
 func columns(rows [][]any, n int) []any {
 	cols := make([]any, n)
 	for i := range cols {
 		col := make([]any, len(rows))
 		for j, r := range rows {
+			if s, ok := r[i].(string); ok {
+				col[j] = clean(s)
+				continue
+			}
 			col[j] = r[i]
 		}
 		cols[i] = col

@@ -6,6 +6,13 @@
 // projection can be rebuilt from position 0 while the old rows stay
 // readable.
 //
+// A projection never stalls on one event: text is written in a form every
+// column holds (NUL bytes and invalid UTF-8 become U+FFFD), and an event
+// that still cannot be applied for a reason of its own (ErrPoison, a
+// PostgreSQL data exception) is set aside in projection_quarantine, within
+// the batch's transaction, while the rest of the log is applied. Outages
+// are retried, never quarantined. A rebuild tries quarantined events again.
+//
 // Projections speak SQL (PostgreSQL) through pgx directly: a read model is
 // a set of tables, and hiding them behind another port would only move the
 // SQL elsewhere. They depend on no adapter of Vigil's.
@@ -79,9 +86,14 @@ type Status struct {
 	Position int64
 	Head     int64
 	Lag      int64
+	// Quarantined counts the events the projection set aside since its
+	// last rebuild; LastError is the reason of the latest ("" for none).
+	Quarantined int64
+	LastError   string
 }
 
-// Status returns every projection's position and lag behind the log's head.
+// Status returns every projection's position, lag behind the log's head
+// and quarantine.
 func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	head, err := r.log.Head(ctx)
 	if err != nil {
@@ -94,7 +106,14 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, err
 		}
-		out = append(out, Status{Name: p.Name(), Position: pos, Head: head, Lag: head - pos})
+		st := Status{Name: p.Name(), Position: pos, Head: head, Lag: head - pos}
+		err = r.pool.QueryRow(ctx, `SELECT count(*), coalesce((SELECT error FROM projection_quarantine
+				WHERE projection = $1 ORDER BY position DESC LIMIT 1), '')
+			FROM projection_quarantine WHERE projection = $1`, p.Name()).Scan(&st.Quarantined, &st.LastError)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -134,7 +153,7 @@ func (r *Runner) Step(ctx context.Context, p Projection) (int, error) {
 	if len(evs) == 0 {
 		return 0, tx.Commit(ctx)
 	}
-	if err := p.Apply(ctx, tx, evs); err != nil {
+	if _, err := r.applySafely(ctx, tx, p, evs); err != nil {
 		return 0, fmt.Errorf("projection %s: apply %d..%d: %w", p.Name(), evs[0].Position, evs[len(evs)-1].Position, err)
 	}
 	if err := setPosition(ctx, tx, p.Name(), evs[len(evs)-1].Position); err != nil {
@@ -212,6 +231,9 @@ func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, 
 	if err := p.Reset(ctx, tx); err != nil {
 		return 0, fmt.Errorf("rebuild %s: reset: %w", p.Name(), err)
 	}
+	if err := clearQuarantine(ctx, tx, p.Name()); err != nil {
+		return 0, fmt.Errorf("rebuild %s: clear quarantine: %w", p.Name(), err)
+	}
 	head, err := r.log.Head(ctx)
 	if err != nil {
 		return 0, err
@@ -225,7 +247,7 @@ func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, 
 		if len(evs) == 0 {
 			break
 		}
-		if err := p.Apply(ctx, tx, evs); err != nil {
+		if _, err := r.applySafely(ctx, tx, p, evs); err != nil {
 			return done, fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
 		pos = evs[len(evs)-1].Position

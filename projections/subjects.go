@@ -91,14 +91,14 @@ func (*Subjects) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) er
 	if len(subjects) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO rpt_subject_index (tenant, subject, position, tbl)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
-			tenants, subjects, positions, tables); err != nil {
+			cleanAll(tenants), cleanAll(subjects), positions, tables); err != nil {
 			return err
 		}
 	}
 	if len(erased) > 0 {
 		if _, err := tx.Exec(ctx, `DELETE FROM rpt_subject_index x USING unnest($1::text[], $2::text[], $3::bigint[]) AS u(tenant, subject, position)
 			WHERE x.tenant = u.tenant AND x.subject = u.subject AND x.position <= u.position`,
-			erasedTenants, erased, erasedAt); err != nil {
+			cleanAll(erasedTenants), cleanAll(erased), erasedAt); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,22 @@
+-- +goose Up
+-- Events a projection could not apply and set aside so that it goes on with
+-- the rest of the log (projections.Runner): one tenant's unprojectable event
+-- must never stop every tenant's reports. A row holds no personal data (the
+-- event's sealed fields stay in the log); error is the reason, for
+-- operators. A rebuild of the projection clears its rows and tries the
+-- events again.
+CREATE TABLE projection_quarantine (
+    projection     text        NOT NULL,
+    position       bigint      NOT NULL,
+    event_id       uuid        NOT NULL,
+    tenant         text        NOT NULL,
+    type           text        NOT NULL,
+    error          text        NOT NULL,
+    quarantined_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, position)
+);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON projection_quarantine TO vigil_app;
+
+-- +goose Down
+DROP TABLE projection_quarantine;
