@@ -400,20 +400,25 @@ func (s *Store) ProjectionStatus(ctx context.Context) ([]gql.ProjectionState, er
 		}
 		return query(ctx, s, "projection status", func(row pgx.CollectableRow) (gql.ProjectionState, error) {
 			p := gql.ProjectionState{Head: head}
-			err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt)
+			err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt, &p.Quarantined, &p.LastError)
 			p.Lag = max(p.Head-p.Position, 0)
 			return p, err
-		}, `SELECT name, position, updated_at FROM projection_positions ORDER BY name`)
+		}, `SELECT name, position, updated_at, `+quarantineColumns+` FROM projection_positions p ORDER BY name`)
 	}
 	return query(ctx, s, "projection status", func(row pgx.CollectableRow) (gql.ProjectionState, error) {
 		var p gql.ProjectionState
-		err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt, &p.Head)
+		err := row.Scan(&p.Name, &p.Position, &p.UpdatedAt, &p.Quarantined, &p.LastError, &p.Head)
 		p.Lag = max(p.Head-p.Position, 0)
 		return p, err
-	}, `SELECT p.name, p.position, p.updated_at, h.head
+	}, `SELECT p.name, p.position, p.updated_at, `+quarantineColumns+`, h.head
 		FROM projection_positions p, (SELECT coalesce(max(position), 0) AS head FROM events) h
 		ORDER BY p.name`)
 }
+
+// quarantineColumns are the count of the events projection p set aside and
+// the reason of the latest (migration 00010).
+const quarantineColumns = `(SELECT count(*) FROM projection_quarantine q WHERE q.projection = p.name),
+	coalesce((SELECT error FROM projection_quarantine q WHERE q.projection = p.name ORDER BY position DESC LIMIT 1), '')`
 
 func toWebhookSubscription(row pgx.CollectableRow) (gql.WebhookSubscription, error) {
 	var w gql.WebhookSubscription

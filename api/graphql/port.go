@@ -314,6 +314,11 @@ type ProjectionState struct {
 	Head      int64
 	Lag       int64
 	UpdatedAt time.Time
+	// Quarantined counts the events the projection set aside because it
+	// could not apply them (projections.Runner); LastError is the reason
+	// of the latest, "" for none.
+	Quarantined int64
+	LastError   string
 }
 
 // WebhookReports is the read port over the webhook tables (package

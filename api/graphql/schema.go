@@ -453,6 +453,15 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 		"head":      plain(nonNull(longScalar), func(p ProjectionState) any { return p.Head }),
 		"lag":       plain(nonNull(longScalar), func(p ProjectionState) any { return p.Lag }),
 		"updatedAt": plain(nonNull(timeScalar), func(p ProjectionState) any { return p.UpdatedAt }),
+
+		// The events the projection set aside, and why the latest was.
+		"quarantined": plain(nonNull(longScalar), func(p ProjectionState) any { return p.Quarantined }),
+		"lastError": plain(graphql.String, func(p ProjectionState) any {
+			if p.LastError == "" {
+				return nil
+			}
+			return p.LastError
+		}),
 	}})
 	checkpointT := graphql.NewObject(graphql.ObjectConfig{Name: "Checkpoint", Fields: graphql.Fields{
 		"size":      plain(nonNull(longScalar), func(c ledger.Checkpoint) any { return c.Size }),
