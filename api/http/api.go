@@ -44,6 +44,10 @@ func statusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case domain.CodeLockedOut:
 		return http.StatusLocked
+	case codeRequestTimeout:
+		return http.StatusRequestTimeout
+	case codeUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -66,6 +70,8 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		code = codeTooLarge
+	} else if code == domain.CodeInternal && bodyTimedOut(err) {
+		code = codeRequestTimeout
 	}
 	body.Error.Code = code
 	switch code {
@@ -74,6 +80,8 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	case codeTooLarge:
 		body.Error.Message = "the request body is larger than the limit"
+	case codeRequestTimeout:
+		body.Error.Message = "the request body did not arrive in time"
 	default:
 		body.Error.Message = domain.ErrorMessage(err)
 	}
@@ -93,6 +101,7 @@ type api struct {
 	gdpr       GDPRService
 	recordings RecordingsService
 	webhooks   WebhooksService
+	limits     Limits
 }
 
 type ctxKey int
@@ -132,6 +141,7 @@ func (a *api) authed(h func(http.ResponseWriter, *http.Request) error) http.Hand
 			a.writeError(w, r, err)
 			return
 		}
+		authenticated(r)
 		r = r.WithContext(context.WithValue(r.Context(), principalKey, p))
 		a.idempotent(w, r, h)
 	}

@@ -83,10 +83,22 @@ func (a *api) uploadRecording(w http.ResponseWriter, r *http.Request) error {
 		}
 		dur = d
 	}
+	// A recording may take long to arrive, but not forever: past the
+	// server's ReadTimeout it must keep up the minimum rate.
+	body := newMinRateBody(w, r.Body, a.limits)
 	out, err := a.recordings.Upload(r.Context(), principal(r), r.PathValue("id"), service.Upload{
-		RecordingID: q.Get("recording_id"), ContentType: r.Header.Get("Content-Type"), DurationMS: dur, Body: r.Body,
+		RecordingID: q.Get("recording_id"), ContentType: r.Header.Get("Content-Type"), DurationMS: dur, Body: body,
 	})
 	if err != nil {
+		switch {
+		case body.err == nil:
+		case bodyTimedOut(body.err):
+			return &domain.Error{Code: codeRequestTimeout, Message: fmt.Sprintf(
+				"the recording arrived slower than %d bytes per second over %s", a.limits.RecordingMinRate, a.limits.RecordingRateWindow)}
+		case !errors.Is(err, service.ErrRecordingTooLarge) && domain.ErrorCode(err) == domain.CodeInternal:
+			// The client's body broke off: nothing of ours failed.
+			return domain.Errorf(domain.CodeInvalid, "the recording body could not be read to its end")
+		}
 		return err
 	}
 	writeJSON(w, http.StatusCreated, out)

@@ -44,6 +44,9 @@ type Options struct {
 	Recordings RecordingsService
 	// Webhooks, when set, serves the webhook endpoints (webhooks.go).
 	Webhooks WebhooksService
+	// Limits cap unauthenticated requests, slow clients and slow
+	// recording uploads (limits.go).
+	Limits Limits
 }
 
 // New returns the API's root handler.
@@ -54,6 +57,7 @@ func New(opts Options) http.Handler {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	lim := newLimiter(opts.Limits)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -89,7 +93,7 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Service != nil {
 		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody, audit: opts.Audit, gdpr: opts.GDPR,
-			recordings: opts.Recordings, webhooks: opts.Webhooks}
+			recordings: opts.Recordings, webhooks: opts.Webhooks, limits: lim.lim}
 		a.routes(mux)
 		a.auditRoutes(mux)
 		a.gdprRoutes(mux)
@@ -103,7 +107,7 @@ func New(opts Options) http.Handler {
 		if !(opts.Recordings != nil && RecordingUpload(r)) {
 			r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
 		}
-		mux.ServeHTTP(w, r)
+		lim.serve(w, r, mux)
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	httpapi "github.com/vigilhq/vigil/api/http"
 )
 
 // Config is everything the subcommands read from flags and VIGIL_*
@@ -54,6 +56,15 @@ type Config struct {
 	KurrentDBURL       string
 	CheckpointInterval time.Duration
 	ShutdownTimeout    time.Duration
+	// The HTTP server's defences against slow and unauthenticated
+	// clients (httpLimits).
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxUnauth         string
+	RecordingMinRate      string
+	RecordingRateWindow   time.Duration
 }
 
 // Production reports whether VIGIL_ENV is production.
@@ -74,6 +85,13 @@ func (c *Config) settings() []setting {
 		{flag: "database-url", env: "VIGIL_DATABASE_URL", def: "postgres://postgres@127.0.0.1:5432/vigil?sslmode=disable", help: "PostgreSQL URL; the database is created if missing", str: &c.DatabaseURL, secret: true},
 		{flag: "reports-database-url", env: "VIGIL_REPORTS_DATABASE_URL", def: "", help: "PostgreSQL URL of a read replica that GraphQL and the CSV reports read from (empty: the main database)", str: &c.ReportsDatabaseURL, secret: true},
 		{flag: "http-addr", env: "VIGIL_HTTP_ADDR", def: "127.0.0.1:8080", help: "address the HTTP API listens on", str: &c.HTTPAddr},
+		{flag: "http-read-header-timeout", env: "VIGIL_HTTP_READ_HEADER_TIMEOUT", def: "10s", help: "longest time a client may take to send a request's headers", dur: &c.HTTPReadHeaderTimeout},
+		{flag: "http-read-timeout", env: "VIGIL_HTTP_READ_TIMEOUT", def: "30s", help: "longest time a client may take to send a whole request, body included (recording uploads: see VIGIL_RECORDING_MIN_RATE)", dur: &c.HTTPReadTimeout},
+		{flag: "http-write-timeout", env: "VIGIL_HTTP_WRITE_TIMEOUT", def: "30s", help: "longest one write of a response may wait for the client to take data (long downloads that keep moving are not cut)", dur: &c.HTTPWriteTimeout},
+		{flag: "http-idle-timeout", env: "VIGIL_HTTP_IDLE_TIMEOUT", def: "2m", help: "how long a kept-alive connection may wait for its next request", dur: &c.HTTPIdleTimeout},
+		{flag: "http-max-unauthenticated", env: "VIGIL_HTTP_MAX_UNAUTHENTICATED", def: "32", help: "requests in progress without an accepted credential yet (logins included); more are answered 503 with Retry-After; 0: no cap", str: &c.HTTPMaxUnauth},
+		{flag: "recording-min-rate", env: "VIGIL_RECORDING_MIN_RATE", def: "16KiB", help: "slowest a recording upload may arrive, in bytes per second (or with KiB, MiB) averaged over VIGIL_RECORDING_RATE_WINDOW", str: &c.RecordingMinRate},
+		{flag: "recording-rate-window", env: "VIGIL_RECORDING_RATE_WINDOW", def: "30s", help: "the window VIGIL_RECORDING_MIN_RATE is averaged over", dur: &c.RecordingRateWindow},
 		{flag: "http-tls-cert-file", env: "VIGIL_HTTP_TLS_CERT_FILE", def: "", help: "serve HTTPS with this PEM certificate (full chain; reloaded when it changes) and VIGIL_HTTP_TLS_KEY_FILE; empty: plain HTTP, for a TLS-terminating proxy", str: &c.HTTPTLSCertFile},
 		{flag: "http-tls-key-file", env: "VIGIL_HTTP_TLS_KEY_FILE", def: "", help: "the PEM private key of VIGIL_HTTP_TLS_CERT_FILE", str: &c.HTTPTLSKeyFile},
 		{flag: "data-dir", env: "VIGIL_DATA_DIR", def: "./var", help: "directory for generated keys and local data", str: &c.DataDir},
@@ -178,6 +196,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if _, err := c.webhooks(); err != nil {
+		return err
+	}
+	if _, err := c.httpLimits(); err != nil {
 		return err
 	}
 	if strings.ContainsAny(c.LogOrigin, " \t\n+") || c.LogOrigin == "" {
@@ -325,4 +346,32 @@ func (c *Config) webhooks() (WebhookSettings, error) {
 	}
 	return WebhookSettings{AllowCIDRs: allow, PayloadRetention: c.WebhookRetention, Timeout: c.WebhookTimeout,
 		Workers: workers, Rate: rate, Topic: c.BusTopic}, nil
+}
+
+// httpLimits returns the API's defences against slow and unauthenticated
+// clients; the timeouts that belong to the http.Server are read from c
+// directly by serve.
+func (c *Config) httpLimits() (httpapi.Limits, error) {
+	for _, d := range []struct {
+		env string
+		v   time.Duration
+	}{
+		{"VIGIL_HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout}, {"VIGIL_HTTP_READ_TIMEOUT", c.HTTPReadTimeout},
+		{"VIGIL_HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout}, {"VIGIL_HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout},
+		{"VIGIL_RECORDING_RATE_WINDOW", c.RecordingRateWindow},
+	} {
+		if d.v <= 0 {
+			return httpapi.Limits{}, fmt.Errorf("%s=%s: want a positive duration", d.env, d.v)
+		}
+	}
+	maxUnauth, err := strconv.Atoi(c.HTTPMaxUnauth)
+	if err != nil || maxUnauth < 0 {
+		return httpapi.Limits{}, fmt.Errorf("VIGIL_HTTP_MAX_UNAUTHENTICATED=%q: want a number, 0 for no cap", c.HTTPMaxUnauth)
+	}
+	rate, err := parseSize(c.RecordingMinRate)
+	if err != nil {
+		return httpapi.Limits{}, fmt.Errorf("VIGIL_RECORDING_MIN_RATE: %w", err)
+	}
+	return httpapi.Limits{MaxUnauthenticated: maxUnauth, WriteTimeout: c.HTTPWriteTimeout,
+		RecordingMinRate: rate, RecordingRateWindow: c.RecordingRateWindow}, nil
 }

@@ -36,7 +36,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 
-	sys, err := open(ctx, cfg, log, true)
+	sys, err := openServe(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		_ = sys.ledger.Run(context.WithoutCancel(ctx))
 	}()
 
-	proxies, _ := cfg.proxies() // validated above
+	proxies, _ := cfg.proxies()       // validated above
+	httpLimits, _ := cfg.httpLimits() // validated above
 	runner := sys.projector()
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProjections()
@@ -137,6 +138,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Recordings:     recordings,
 		GDPR:           gdpr,
 		Webhooks:       webhooksRT.Service,
+		Limits:         httpLimits,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {
@@ -158,10 +160,17 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	// ReadTimeout bounds a whole request, body included: a body trickled a
+	// byte at a time is cut. Recording uploads move their own deadline as
+	// long as they keep VIGIL_RECORDING_MIN_RATE; the API's Limits move the
+	// write deadline before each write, so WriteTimeout bounds a stalled
+	// reader, never a long download.
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      cfg.HTTPWriteTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		ErrorLog:          nil,
 	}
 	scheme := "http"
