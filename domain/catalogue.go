@@ -73,6 +73,7 @@ func buildCatalogue() *Registry {
 		IPAllowlistChanged{},
 		// tenant-<id>
 		TenantCreated{},
+		SigningKeyAdded{},
 		// tenant-<id> or the subject's stream
 		SubjectExported{},
 		ErasureRequested{},

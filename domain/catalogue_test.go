@@ -64,6 +64,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"technician.two_factor_enrolled", "technician.logged_out", "technician.disabled", "technician.group_changed",
 		"group.created", "group.permissions_changed", "group.policy_changed", "group.ip_allowlist_changed",
 		"tenant.created",
+		"tenant.signing_key_added",
 		"compliance.subject_exported", "compliance.erasure_requested", "compliance.erasure_revoked",
 		"compliance.subject_erased", "compliance.retention_archived", "compliance.retention_purged",
 		"compliance.audit_export_created",

@@ -235,6 +235,22 @@ type TenantCreated struct {
 // EventType implements Payload.
 func (TenantCreated) EventType() string { return "tenant.created" }
 
+// SigningKeyAdded records that the log accepts a new checkpoint signing key,
+// from `vigil keys rotate-signing`. It is written to every tenant's stream
+// and covered by a checkpoint signed by the key accepted until then, so that
+// the old key vouches for the new one.
+type SigningKeyAdded struct {
+	// VerifierKey is the new key's note verifier key, such as
+	// "vigil.local+2e40fa5d+AYNl…".
+	VerifierKey string `json:"verifier_key"`
+	// SignedBy is the verifier key of the key that signs the checkpoint
+	// covering this event.
+	SignedBy string `json:"signed_by"`
+}
+
+// EventType implements Payload.
+func (SigningKeyAdded) EventType() string { return "tenant.signing_key_added" }
+
 // SubjectExported records a GDPR export of everything about one data subject.
 type SubjectExported struct {
 	// Subject is the data subject, "technician:<id>" or "session:<guid>".

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigilhq/vigil/domain"
@@ -42,6 +43,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Signers, when set, holds the verifier keys this log accepts: the
+	// ledger refuses to sign a checkpoint with a key not pinned there
+	// (CheckSigner), pinning the first one itself.
+	Signers SignerPins
+	// VerifierKey is the note verifier key of the signer, for Signers.
+	VerifierKey string
+	// SignerDescription says who holds the signer (a host, a file), stored
+	// with a key the ledger pins.
+	SignerDescription string
 }
 
 func (o *Options) defaults() {
@@ -87,6 +97,7 @@ type Ledger struct {
 	grown    chan growth // tenants whose log grew, for the checkpointer
 	runOnce  sync.Once
 	stopOnce sync.Once
+	signerOK atomic.Bool // CheckSigner passed; a pinned key stays pinned
 }
 
 type growth struct {
@@ -415,6 +426,9 @@ func (l *Ledger) Checkpoint(ctx context.Context, tenant string) (Checkpoint, err
 	if latest, err := l.store.LatestCheckpoint(ctx, tenant); err == nil && latest.Size == size {
 		return latest, nil
 	} else if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		return Checkpoint{}, fmt.Errorf("checkpoint %s: %w", tenant, err)
+	}
+	if err := l.CheckSigner(ctx); err != nil {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s: %w", tenant, err)
 	}
 	root, err := tlog.TreeHash(size, HashReader{ctx, l.store, tenant})

@@ -1,7 +1,8 @@
 // Package keys loads Vigil's key material from the environment and files:
 // the master key that wraps every subject data key, and the Ed25519 key
-// that signs checkpoints. Outside production it generates missing keys into
-// the data directory, so that `vigil serve` runs with no set-up.
+// that signs checkpoints. When asked to (only `vigil serve` outside
+// production does), it generates missing keys into the data directory, so
+// that a development server runs with no set-up.
 package keys
 
 import (
@@ -33,9 +34,15 @@ type Config struct {
 	// (VIGIL_SIGNING_KEY_FILE); its verifier key is kept beside it as
 	// SigningKeyFile + ".pub".
 	SigningKeyFile string
-	// DataDir receives generated keys when none are configured.
+	// DataDir holds the keys when none are configured, and receives
+	// generated ones.
 	DataDir string
-	// Production refuses to generate keys.
+	// Generate creates missing keys in DataDir. Only `vigil serve` in
+	// development sets it: any other command run from another folder
+	// would sign the log with keys nobody else holds. Without it, a
+	// missing key is an error naming the folder looked in.
+	Generate bool
+	// Production refuses to generate keys, whatever Generate says.
 	Production bool
 	// SignerName names the checkpoint signer (default "vigil.local").
 	SignerName string
@@ -65,7 +72,8 @@ const (
 	PendingSuffix = ".new"
 )
 
-// Load reads (or, outside production, generates) the key material.
+// Load reads (or, with Generate outside production, generates) the key
+// material. A missing key is an error wrapping ErrNoKeys.
 func Load(cfg Config) (Material, error) {
 	var m Material
 	if cfg.SignerName == "" {
@@ -87,6 +95,11 @@ func Load(cfg Config) (Material, error) {
 				return m, errors.New("no master key: set VIGIL_MASTER_KEY or VIGIL_MASTER_KEY_FILE (VIGIL_ENV=production never generates keys)")
 			}
 			path = filepath.Join(cfg.DataDir, DefaultMasterKeyFile)
+			if !cfg.Generate {
+				if err := mustExist(path, cfg.DataDir, "master key", "VIGIL_MASTER_KEY_FILE"); err != nil {
+					return m, err
+				}
+			}
 			created, err := generateMasterKeyFile(path)
 			if err != nil {
 				return m, err
@@ -125,6 +138,11 @@ func Load(cfg Config) (Material, error) {
 			return m, errors.New("no signing key: set VIGIL_SIGNING_KEY_FILE (VIGIL_ENV=production never generates keys)")
 		}
 		path = filepath.Join(cfg.DataDir, DefaultSigningKeyFile)
+		if !cfg.Generate {
+			if err := mustExist(path, cfg.DataDir, "checkpoint signing key", "VIGIL_SIGNING_KEY_FILE"); err != nil {
+				return m, err
+			}
+		}
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			if err := GenerateSigningKey(path, cfg.SignerName); err != nil {
 				return m, err
@@ -147,6 +165,26 @@ func Load(cfg Config) (Material, error) {
 	}
 	m.Signer, m.Verifier, m.VerifierKey = signer, verifier, vkey
 	return m, nil
+}
+
+// ErrNoKeys is returned (wrapped, with the folder looked in) by Load
+// when a key is missing and Generate is off.
+var ErrNoKeys = errors.New("no keys")
+
+// mustExist returns an error wrapping ErrNoKeys, naming the absolute
+// folder, when the key file at path does not exist.
+func mustExist(path, dir, what, setting string) error {
+	_, err := os.Stat(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return nil // other errors surface when the file is read
+	}
+	abs, aerr := filepath.Abs(dir)
+	if aerr != nil {
+		abs = dir
+	}
+	return fmt.Errorf("%w: no %s in %s (looked for %s). Only 'vigil serve' in development generates keys; "+
+		"run this command from the folder 'vigil serve' runs in, or set VIGIL_DATA_DIR to the folder that holds the keys, "+
+		"or set %s", ErrNoKeys, what, abs, filepath.Base(path), setting)
 }
 
 // ParseMasterKey decodes a base64 (standard or URL, padded or not) master

@@ -2,6 +2,7 @@ package keys_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,7 @@ import (
 
 func TestDevelopmentGeneratesOnceAndReloads(t *testing.T) {
 	dir := t.TempDir()
-	m1, err := keys.Load(keys.Config{DataDir: dir})
+	m1, err := keys.Load(keys.Config{DataDir: dir, Generate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestParseMasterKey(t *testing.T) {
 
 func TestPendingRotationKeyIsLoaded(t *testing.T) {
 	dir := t.TempDir()
-	m1, err := keys.Load(keys.Config{DataDir: dir})
+	m1, err := keys.Load(keys.Config{DataDir: dir, Generate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,5 +125,46 @@ func TestPendingRotationKeyIsLoaded(t *testing.T) {
 	}
 	if m2.Ring.Current().ID != m1.Ring.Current().ID {
 		t.Error("the pending key became current")
+	}
+}
+
+// TestOnlyGenerateCreatesKeys: without Generate (every command but
+// `vigil serve` in development), a missing key is an error naming the
+// absolute folder looked in, and nothing is written there.
+func TestOnlyGenerateCreatesKeys(t *testing.T) {
+	t.Chdir(t.TempDir())
+	_, err := keys.Load(keys.Config{DataDir: "./var"})
+	if !errors.Is(err, keys.ErrNoKeys) {
+		t.Fatalf("load of an empty folder: %v", err)
+	}
+	abs, _ := filepath.Abs("var")
+	if !strings.Contains(err.Error(), abs) || !strings.Contains(err.Error(), "master key") || !strings.Contains(err.Error(), "VIGIL_DATA_DIR") {
+		t.Errorf("the error does not name the folder %s and the fix: %v", abs, err)
+	}
+	if _, err := os.Stat("var"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the folder was created: %v", err)
+	}
+
+	// A master key alone: the signing key is not made up either.
+	mk, _ := keys.NewMasterKeyString()
+	_, err = keys.Load(keys.Config{DataDir: "./var", MasterKey: mk})
+	if !errors.Is(err, keys.ErrNoKeys) || !strings.Contains(err.Error(), "signing key") || !strings.Contains(err.Error(), abs) {
+		t.Fatalf("load without a signing key: %v", err)
+	}
+	if _, err := os.Stat("var"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the folder was created: %v", err)
+	}
+
+	// Generate makes them; a load without it then finds them.
+	m1, err := keys.Load(keys.Config{DataDir: "./var", Generate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := keys.Load(keys.Config{DataDir: abs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.VerifierKey != m2.VerifierKey || len(m2.Generated) != 0 {
+		t.Errorf("reload: key %s vs %s, generated %v", m1.VerifierKey, m2.VerifierKey, m2.Generated)
 	}
 }

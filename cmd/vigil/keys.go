@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/vigilhq/vigil/adapters/keys"
+	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func runKeys(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil keys public | rotate [--new-key-file FILE] | new-master | new-signing FILE")
+		fmt.Fprintln(stderr, "usage: vigil keys public | pinned | rotate [--new-key-file FILE] | rotate-signing --new-key-file FILE | new-master | new-signing FILE")
 		return errUsage
 	}
 	switch args[0] {
@@ -22,6 +27,10 @@ func runKeys(ctx context.Context, args []string, env func(string) string, stdout
 		return runKeysPublic(args[1:], env, stdout, stderr)
 	case "rotate":
 		return runKeysRotate(ctx, args[1:], env, stdout, stderr)
+	case "rotate-signing":
+		return runKeysRotateSigning(ctx, args[1:], env, stdout, stderr)
+	case "pinned":
+		return runKeysPinned(ctx, args[1:], env, stdout, stderr)
 	case "new-signing":
 		return runKeysNewSigning(args[1:], env, stdout, stderr)
 	case "new-master":
@@ -155,5 +164,106 @@ func runKeysRotate(ctx context.Context, args []string, env func(string) string, 
 		return nil
 	}
 	fmt.Fprintf(stdout, "now point VIGIL_MASTER_KEY_FILE at %s (and restart every vigil process), then destroy the old key\n", target)
+	return nil
+}
+
+// runKeysRotateSigning makes the log accept a new checkpoint signing key:
+// run with the current (accepted) key, it records the new verifier key in
+// every tenant's log, checkpoints them under the current key so that it
+// vouches for the new one, and pins the new key. Processes may then switch
+// to the new key.
+func runKeysRotateSigning(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys rotate-signing", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := bindConfig(fs, env)
+	newFile := fs.String("new-key-file", "", "the new signing key (from 'vigil keys new-signing'), or a file holding its verifier key, such as FILE.pub (required)")
+	by := fs.String("by", "", "who rotates, recorded with the pinned key (default: the OS user)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *newFile == "" {
+		fmt.Fprintln(stderr, "vigil keys rotate-signing: --new-key-file is required")
+		return errUsage
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	next, err := readVerifierKey(*newFile)
+	if err != nil {
+		return err
+	}
+	sys, err := openService(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	who := *by
+	if who == "" {
+		who = env("USER")
+	}
+	host, _ := os.Hostname()
+	addedBy := fmt.Sprintf("vigil keys rotate-signing by %s on %s", who, host)
+	n, added, err := sys.ledger.AddSigner(ctx, next, domain.Actor{Kind: domain.ActorSystem, ID: "vigil keys rotate-signing"}, addedBy)
+	if err != nil {
+		return err
+	}
+	if !added {
+		fmt.Fprintf(stdout, "the log accepts %s already; nothing changed\n", next)
+		return nil
+	}
+	fmt.Fprintf(stdout, "recorded tenant.signing_key_added in %d tenant logs, checkpointed under the current key %s\n", n, sys.keys.VerifierKey)
+	fmt.Fprintf(stdout, "the log now accepts %s\n", next)
+	fmt.Fprintln(stdout, "next: give the auditors the new verifier key beside the old one, point VIGIL_SIGNING_KEY_FILE at the new key and restart every vigil process")
+	return nil
+}
+
+// readVerifierKey reads the verifier key of the note signing key in path,
+// or the verifier key path holds.
+func readVerifierKey(path string) (string, error) {
+	if _, vkey, err := keys.ReadSigningKey(path); err == nil {
+		return vkey, nil
+	} else if errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	vkey := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return "", fmt.Errorf("%s holds neither a note signing key nor a verifier key", path)
+	}
+	return vkey, nil
+}
+
+// runKeysPinned lists the checkpoint verifier keys the log accepts.
+func runKeysPinned(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys pinned", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := bindConfig(fs, env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	pool, err := postgres.OpenExisting(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%w (database %s)", err, postgres.Redact(cfg.DatabaseURL))
+	}
+	defer pool.Close()
+	st := postgres.NewStore(pool, postgres.Options{Logger: newLogger(stderr, cfg.LogLevel)})
+	defer st.Close()
+	pinned, err := st.PinnedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pinned) == 0 {
+		fmt.Fprintln(stdout, "no key is pinned yet: the first checkpoint signed pins its key")
+		return nil
+	}
+	for _, p := range pinned {
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", p.VerifierKey, p.How, p.AddedAt.UTC().Format(time.RFC3339), p.AddedBy)
+	}
 	return nil
 }

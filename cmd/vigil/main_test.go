@@ -198,6 +198,7 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 // keys of dataDir.
 func appendSome(t *testing.T, dbURL, dataDir string, n int) {
 	t.Helper()
+	devKeys(t, dataDir)
 	ctx := context.Background()
 	cfg := &Config{DatabaseURL: dbURL, DataDir: dataDir, LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Second, SchedulerInterval: time.Second, Env: "development", LogLevel: "error"}
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)
@@ -411,7 +412,7 @@ func TestReadmeListsEverySetting(t *testing.T) {
 
 func TestTenantAndAPIKeyCommands(t *testing.T) {
 	db := pgtest.New(t)
-	dir := t.TempDir()
+	dir := devKeys(t, t.TempDir()) // as serve makes them
 	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
 	ctx := context.Background()
 
@@ -477,7 +478,7 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	db := pgtest.New(t)
-	dir := t.TempDir()
+	dir := devKeys(t, t.TempDir()) // as serve makes them on its first start
 	addr := freeAddr(t)
 	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr, "VIGIL_RELAY_ADDR": "127.0.0.1:0"}
 	env := envFunc(vars)
@@ -834,6 +835,10 @@ func TestSigningKeyRotation(t *testing.T) {
 	if err := run(ctx, []string{"keys", "new-signing", "--log-origin", "vigil.local", newKey}, envFunc(nil), io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	// The log accepts the new key once the old one vouched for it.
+	if err := run(ctx, []string{"keys", "rotate-signing", "--new-key-file", newKey}, envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"}), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	cfg := &Config{DatabaseURL: db.URL, DataDir: dir, SigningKeyFile: newKey, LogOrigin: "vigil.local", Region: "eu",
 		CheckpointInterval: time.Second, SchedulerInterval: time.Second, Env: "development", LogLevel: "error", LogStore: "postgres"}
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), false)
@@ -941,7 +946,7 @@ func TestServeHTTPS(t *testing.T) {
 func TestServeReportsFromReplica(t *testing.T) {
 	db := pgtest.New(t)
 	replica := pgtest.New(t)
-	dir := t.TempDir()
+	dir := devKeys(t, t.TempDir()) // as serve makes them
 	ctx := context.Background()
 	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
 	var out bytes.Buffer

@@ -27,7 +27,7 @@ import (
 // forked or shrunk log, or a checkpoint under another key, fails.
 func TestMonitor(t *testing.T) {
 	db := pgtest.New(t)
-	dir := t.TempDir()
+	dir := devKeys(t, t.TempDir())
 	ctx := context.Background()
 	cfg := testConfig(db.URL, dir)
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)

@@ -40,7 +40,7 @@ func newRelayFixture(t *testing.T) *relayFixture {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	cfg := &Config{DatabaseURL: db.URL, DataDir: t.TempDir(), LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Second,
+	cfg := &Config{DatabaseURL: db.URL, DataDir: devKeys(t, t.TempDir()), LogOrigin: "vigil.local", Region: "eu", CheckpointInterval: time.Second,
 		SchedulerInterval: time.Second, Env: "development", LogLevel: "error"}
 	sys, err := open(ctx, cfg, newLogger(io.Discard, "error"), true)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -35,15 +36,40 @@ type system struct {
 }
 
 // open connects to the database (creating it if missing), applies the
-// migrations when migrate is set, loads or generates the keys, and builds
-// the ledger (not yet running). Close releases it all.
+// migrations when migrate is set, loads the keys (never generating them:
+// see openServe) and builds the ledger (not yet running). Close releases it
+// all.
 func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*system, error) {
+	return openSystem(ctx, cfg, log, openOptions{migrate: migrate})
+}
+
+// openServe opens the system for serve: migrated, with keys generated
+// into the data dir in development when none exist (serve is the only
+// command that may generate them), and the signing key checked against
+// the ones the log accepts.
+func openServe(ctx context.Context, cfg *Config, log *slog.Logger) (*system, error) {
+	return openSystem(ctx, cfg, log, openOptions{migrate: true, generateKeys: !cfg.Production(), checkSigner: true})
+}
+
+type openOptions struct {
+	migrate      bool
+	generateKeys bool // only serve, in development
+	checkSigner  bool // refuse now a signing key the log does not accept
+}
+
+func openSystem(ctx context.Context, cfg *Config, log *slog.Logger, o openOptions) (*system, error) {
+	// Keys first: a command run from the wrong folder must refuse before
+	// it touches the database.
+	m, err := loadKeys(cfg, log, o.generateKeys)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w (database %s)", err, postgres.Redact(cfg.DatabaseURL))
 	}
-	s := &system{cfg: cfg, log: log, pool: pool}
-	if migrate {
+	s := &system{cfg: cfg, log: log, pool: pool, keys: m}
+	if o.migrate {
 		applied, err := postgres.Migrate(ctx, pool)
 		if err != nil {
 			pool.Close()
@@ -52,10 +78,6 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 		if len(applied) > 0 {
 			log.Info("migrations applied", "versions", applied)
 		}
-	}
-	if err := s.loadKeys(); err != nil {
-		pool.Close()
-		return nil, err
 	}
 	pgOpts := postgres.Options{Logger: log}
 	if cfg.LogStore == "kurrentdb" {
@@ -72,7 +94,16 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger, migrate bool) (*sy
 		Origin:             cfg.LogOrigin,
 		CheckpointInterval: cfg.CheckpointInterval,
 		Logger:             log,
+		Signers:            s.store, // in PostgreSQL whatever the log store
+		VerifierKey:        s.keys.VerifierKey,
+		SignerDescription:  signerDescription(cfg),
 	})
+	if o.checkSigner {
+		if err := s.ledger.CheckSigner(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.service = service.New(service.Config{
 		Log:         s.ledger,
 		Identity:    s.store,
@@ -94,7 +125,7 @@ func (s *system) projector() *projections.Runner {
 // openService opens the system for a command that appends: migrated, with
 // the ledger's writer running. Close stops it after committing.
 func openService(ctx context.Context, cfg *Config, stderr io.Writer) (*system, error) {
-	sys, err := open(ctx, cfg, newLogger(stderr, cfg.LogLevel), true)
+	sys, err := openSystem(ctx, cfg, newLogger(stderr, cfg.LogLevel), openOptions{migrate: true, checkSigner: true})
 	if err != nil {
 		return nil, err
 	}
@@ -102,28 +133,41 @@ func openService(ctx context.Context, cfg *Config, stderr io.Writer) (*system, e
 	return sys, nil
 }
 
-func (s *system) loadKeys() error {
+// loadKeys loads the configured keys, or those of the data dir; with
+// generate, missing ones are generated there.
+func loadKeys(cfg *Config, log *slog.Logger, generate bool) (keys.Material, error) {
 	m, err := keys.Load(keys.Config{
-		MasterKey:          s.cfg.MasterKey,
-		MasterKeyFile:      s.cfg.MasterKeyFile,
-		PreviousMasterKeys: s.cfg.previousKeys(),
-		SigningKeyFile:     s.cfg.SigningKeyFile,
-		DataDir:            s.cfg.DataDir,
-		Production:         s.cfg.Production(),
-		SignerName:         s.cfg.LogOrigin,
+		MasterKey:          cfg.MasterKey,
+		MasterKeyFile:      cfg.MasterKeyFile,
+		PreviousMasterKeys: cfg.previousKeys(),
+		SigningKeyFile:     cfg.SigningKeyFile,
+		DataDir:            cfg.DataDir,
+		Generate:           generate,
+		Production:         cfg.Production(),
+		SignerName:         cfg.LogOrigin,
 	})
 	if err != nil {
-		return err
+		return m, err
 	}
 	if len(m.Generated) > 0 {
-		s.log.Warn(strings.Repeat("!", 72))
-		s.log.Warn("NO KEYS WERE CONFIGURED: generated new ones for development. Back them up apart from the database; losing the master key loses every sealed field, and keeping it beside database backups defeats erasure. Production (VIGIL_ENV=production) refuses to start without configured keys.",
+		log.Warn(strings.Repeat("!", 72))
+		log.Warn("NO KEYS WERE CONFIGURED: generated new ones for development. Back them up apart from the database; losing the master key loses every sealed field, and keeping it beside database backups defeats erasure. Production (VIGIL_ENV=production) refuses to start without configured keys.",
 			"files", m.Generated)
-		s.log.Warn("checkpoint verifier key (also: vigil keys public)", "key", m.VerifierKey)
-		s.log.Warn(strings.Repeat("!", 72))
+		log.Warn("checkpoint verifier key (also: vigil keys public)", "key", m.VerifierKey)
+		log.Warn(strings.Repeat("!", 72))
 	}
-	s.keys = m
-	return nil
+	return m, nil
+}
+
+// signerDescription says where this process's signing key comes from, for
+// the record of a key the ledger pins.
+func signerDescription(cfg *Config) string {
+	host, _ := os.Hostname()
+	path, err := filepath.Abs(signingKeyPath(cfg))
+	if err != nil {
+		path = signingKeyPath(cfg)
+	}
+	return host + ":" + path
 }
 
 // Close stops the ledger (committing what is queued) and releases the
