@@ -53,7 +53,7 @@ func commands() []command {
 		{"migrate", "apply the database migrations and exit", runMigrate},
 		{"verify", "recompute and check the whole log; exits non-zero at the first bad position", runVerify},
 		{"export", "write a tenant's auditor bundle (events, checkpoint, proofs) to a file", runExport},
-		{"keys", "show the checkpoint verifier key, rotate the master key", runKeys},
+		{"keys", "show the checkpoint verifier key, rotate the master or the signing key", runKeys},
 		{"relay", "run the TLS gateway relay alone; it asks the API over HTTP with a relay key", runRelay},
 		{"rebuild", "rebuild the projections (reporting tables, subject index) from position 0", runRebuild},
 		{"tenant", "create a tenant and its first admin API key", runTenant},
