@@ -223,8 +223,13 @@ func TestSigningKeyPinning(t *testing.T) {
 		t.Fatalf("verify with both keys: %v\n%s", err, out.String())
 	}
 	var ee exitError
-	if err := run(ctx, []string{"verify", "--quiet", "--key", oldPub}, envFunc(current), io.Discard, io.Discard); !errors.As(err, &ee) {
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--quiet", "--key", oldPub}, envFunc(current), &out, io.Discard); !errors.As(err, &ee) {
 		t.Errorf("verify with the old key alone after the new one signed: %v", err)
+	}
+	// It names the pinned key it was not given, without trusting it.
+	if !strings.Contains(out.String(), "the database also accepts "+nextKey) || strings.Contains(out.String(), "also accepts "+oldKey) {
+		t.Errorf("verify output:\n%s", out.String())
 	}
 }
 

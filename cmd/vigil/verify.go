@@ -117,6 +117,7 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	var ve *ledger.VerifyError
 	if errors.As(err, &ve) {
 		fmt.Fprintf(stdout, "FAILED: %v\n", ve)
+		pinnedHint(ctx, pg, verifiers, stdout)
 		return exitError{code: 1, msg: "the log does not verify"}
 	}
 	if err != nil {
@@ -185,4 +186,29 @@ func parseVerifiers(s string) (note.Verifiers, []note.Verifier, error) {
 		return nil, nil, fmt.Errorf("--key: no verifier key given")
 	}
 	return note.VerifierList(vs...), vs, nil
+}
+
+// pinnedHint prints the verifier keys the database pins that were not used,
+// after a failed verification: a checkpoint that no given key verifies may
+// be signed by a key rotated in since. They are not used unasked, because
+// whoever can write the database can pin a key.
+func pinnedHint(ctx context.Context, pg *postgres.Store, used note.Verifiers, w io.Writer) {
+	pinned, err := pg.PinnedKeys(ctx)
+	if err != nil {
+		return
+	}
+	var unused []string
+	for _, p := range pinned {
+		v, err := note.NewVerifier(p.VerifierKey)
+		if err != nil {
+			continue
+		}
+		if u, err := used.Verifier(v.Name(), v.KeyHash()); err == nil && u != nil {
+			continue
+		}
+		unused = append(unused, p.VerifierKey)
+	}
+	if len(unused) > 0 {
+		fmt.Fprintf(w, "note: the database also accepts %s (vigil keys pinned); if your auditors hold it as a key of this log, verify with --key naming every key\n", strings.Join(unused, ", "))
+	}
 }
