@@ -1,7 +1,7 @@
 // Package watermill carries the relay's events over a watermill transport:
 // PostgreSQL tables through watermill-sql (the default, in the main
-// database) or NATS JetStream through watermill-nats. Both persist the
-// messages, so events published while no backend subscribes are delivered
+// database) or NATS JetStream (in watermill-nats' message format). Both
+// persist the messages, so events published while no backend subscribes are delivered
 // when one returns. Delivery is at least once; the backend makes it
 // effectively once with the event ids.
 package watermill
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	wm "github.com/ThreeDotsLabs/watermill"
-	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,11 +26,57 @@ import (
 	"github.com/vigilhq/vigil/relay"
 )
 
-// Topic is the topic of the relay's events (and the JetStream stream's name).
-const Topic = "vigil_relay_events"
+// DefaultPrefix is the deployment prefix of the bus's fixed names when
+// Config.Prefix is empty.
+const DefaultPrefix = "vigil"
 
-// ConsumerGroup is the backend's durable subscription.
-const ConsumerGroup = "vigil_backend"
+// RelayTopic returns the topic of the relay's events for a deployment
+// prefix: "vigil_relay_events" for DefaultPrefix.
+func RelayTopic(prefix string) string { return prefix + "_relay_events" }
+
+// ConsumerGroup returns the name of the backend's durable subscription
+// (the watermill-sql consumer group, the JetStream durable consumer) for a
+// deployment prefix: "vigil_backend" for DefaultPrefix.
+func ConsumerGroup(prefix string) string { return prefix + "_backend" }
+
+// StreamName returns the JetStream stream that holds topic: the topic with
+// every character a stream name may not hold (dots, wildcards, spaces,
+// path separators, anything outside letters, digits, '-' and '_') turned
+// into '_', so "vigil.events" is kept in the stream "vigil_events". The
+// topic itself stays the stream's subject.
+func StreamName(topic string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return r
+		}
+		return '_'
+	}, topic)
+}
+
+// validPrefix reports whether prefix can begin stream, consumer and table
+// names on every transport.
+func validPrefix(prefix string) bool {
+	return prefix != "" && len(prefix) <= 64 && StreamName(prefix) == prefix
+}
+
+// validSubject reports whether topic is a literal NATS subject: tokens of
+// printable characters separated by single dots, no wildcards.
+func validSubject(topic string) bool {
+	if topic == "" || len(topic) > 255 {
+		return false
+	}
+	for _, tok := range strings.Split(topic, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f || r == '*' || r == '>' {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Config selects and tunes the transport.
 type Config struct {
@@ -41,7 +87,13 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives the transport's warnings (default slog.Default()).
 	Logger *slog.Logger
-	// Topic overrides Topic (tests use their own).
+	// Prefix begins the bus's fixed names: the relay's topic (and its
+	// stream) and the durable consumer, so that several deployments can
+	// share one NATS server or database. Letters, digits, '-' and '_'
+	// (default DefaultPrefix).
+	Prefix string
+	// Topic overrides RelayTopic(Prefix); on NATS it is the subject and
+	// StreamName(Topic) the stream.
 	Topic string
 	// AckDeadline is how long a handler may take before the message is
 	// redelivered (default 30 s).
@@ -54,24 +106,39 @@ type Config struct {
 // Bus publishes and subscribes to the relay's events. It is safe for
 // concurrent use.
 type Bus struct {
-	topic  string
-	pub    message.Publisher
-	sub    message.Subscriber
-	log    *slog.Logger
-	closer []func() error
+	topic   string
+	group   string
+	publish func(ctx context.Context, msgs ...*message.Message) error
+	sub     message.Subscriber
+	log     *slog.Logger
+	closer  []func() error
+
+	// JetStream only: the stream, the durable consumer's settings (the
+	// consumer is created by Subscribe, so a bus that only publishes
+	// leaves none behind) and the delay before a refused message returns.
+	stream   jetstream.Stream
+	consumer jetstream.ConsumerConfig
+	retry    time.Duration
 }
 
 var _ relay.Publisher = (*Bus)(nil)
 
 // Open connects to the transport cfg.URL names and prepares the topic
-// (tables or stream and durable consumer). It returns an error for an
-// unknown scheme or an unreachable transport.
+// (tables, or the JetStream stream). It returns an error for an unknown
+// scheme, an invalid prefix or topic, or an unreachable transport. The
+// durable consumer is made by Subscribe, not by Open.
 func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if !validPrefix(cfg.Prefix) {
+		return nil, fmt.Errorf("watermill: bus prefix %q: want letters, digits, '-' or '_'", cfg.Prefix)
+	}
 	if cfg.Topic == "" {
-		cfg.Topic = Topic
+		cfg.Topic = RelayTopic(cfg.Prefix)
 	}
 	if cfg.AckDeadline == 0 {
 		cfg.AckDeadline = 30 * time.Second
@@ -80,7 +147,8 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		cfg.RetryDelay = time.Second
 	}
 	logger := wm.NewSlogLogger(cfg.Logger)
-	b := &Bus{topic: cfg.Topic, log: cfg.Logger}
+	group := ConsumerGroup(cfg.Prefix)
+	b := &Bus{topic: cfg.Topic, group: group, log: cfg.Logger}
 	switch {
 	case cfg.URL == "" || cfg.URL == "postgres":
 		if cfg.Pool == nil {
@@ -94,7 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		ack := cfg.AckDeadline
 		sub, err := wmsql.NewSubscriber(db, wmsql.SubscriberConfig{
-			ConsumerGroup: ConsumerGroup, AckDeadline: &ack, ResendInterval: cfg.RetryDelay,
+			ConsumerGroup: group, AckDeadline: &ack, ResendInterval: cfg.RetryDelay,
 			PollInterval: 200 * time.Millisecond, SchemaAdapter: schema,
 			OffsetsAdapter: wmsql.DefaultPostgreSQLOffsetsAdapter{}, InitializeSchema: true,
 		}, logger)
@@ -104,49 +172,51 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		if err := sub.SubscribeInitialize(cfg.Topic); err != nil {
 			return nil, fmt.Errorf("watermill sql schema: %w", err)
 		}
-		b.pub, b.sub = pub, sub
+		b.publish = func(_ context.Context, msgs ...*message.Message) error { return pub.Publish(b.topic, msgs...) }
+		b.sub = sub
 		b.closer = append(b.closer, pub.Close, sub.Close)
 	case strings.HasPrefix(cfg.URL, "nats://") || strings.HasPrefix(cfg.URL, "tls://"):
+		if !validSubject(cfg.Topic) {
+			return nil, fmt.Errorf("watermill: topic %q is not a NATS subject (dot-separated tokens, no spaces or wildcards)", cfg.Topic)
+		}
 		nc, err := nats.Connect(cfg.URL, nats.Name("vigil"), nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
-		b.closer = append(b.closer, func() error { nc.Close(); return nil })
 		js, err := jetstream.New(nc)
 		if err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
-		stream := streamConfig(cfg.Topic)
-		st, err := js.CreateOrUpdateStream(ctx, stream)
+		sc := streamConfig(cfg.Topic)
+		st, err := js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("jetstream stream %s: %w", cfg.Topic, err)
+			return nil, fmt.Errorf("jetstream stream %s (topic %s): %w", sc.Name, cfg.Topic, err)
 		}
-		consumer := jetstream.ConsumerConfig{
-			Name: ConsumerGroup, Durable: ConsumerGroup, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckDeadline,
+		b.stream = st
+		b.consumer = jetstream.ConsumerConfig{
+			Name: group, Durable: group, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckDeadline,
 			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1, // in order, like the SQL subscriber: a redelivery never overtakes
 		}
-		if _, err := st.CreateOrUpdateConsumer(ctx, consumer); err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("jetstream consumer: %w", err)
+		// The watermill publisher would publish on the stream's name as
+		// subject; publishing here keeps the topic the subject, with the
+		// same headers its subscriber reads.
+		marshal := &wmnats.NATSMarshaler{}
+		b.publish = func(ctx context.Context, msgs ...*message.Message) error {
+			for _, m := range msgs {
+				nm, err := marshal.Marshal(b.topic, m)
+				if err != nil {
+					return err
+				}
+				if _, err := js.PublishMsg(ctx, nm, jetstream.WithExpectStream(sc.Name)); err != nil {
+					return fmt.Errorf("publish %s: %w", b.topic, err)
+				}
+			}
+			return nil
 		}
-		pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{Conn: nc, Logger: logger, ConfigureStream: streamConfig})
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-			Conn: nc, Logger: logger, AckWaitTimeout: cfg.AckDeadline, ConfigureStream: streamConfig,
-			ResourceInitializer: wmjs.ExistingConsumer(func(string, string) jetstream.ConsumerConfig { return consumer }, ConsumerGroup),
-			NakDelay:            wmjs.NewStaticDelay(cfg.RetryDelay),
-		})
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		b.pub, b.sub = pub, sub
-		b.closer = append([]func() error{sub.Close}, b.closer...)
+		b.retry = cfg.RetryDelay
+		b.closer = append(b.closer, func() error { nc.Close(); return nil })
 	default:
 		return nil, fmt.Errorf("watermill: unknown bus %q (want postgres or nats://host:port)", cfg.URL)
 	}
@@ -158,7 +228,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 // still finds them).
 func streamConfig(topic string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name: topic, Subjects: []string{topic}, Storage: jetstream.FileStorage,
+		Name: StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute,
 	}
 }
@@ -173,7 +243,7 @@ func (b *Bus) Publish(ctx context.Context, e relay.Event) error {
 	msg := message.NewMessage(e.ID, payload)
 	msg.Metadata.Set("Nats-Msg-Id", e.ID)
 	msg.SetContext(ctx)
-	return b.pub.Publish(b.topic, msg)
+	return b.publish(ctx, msg)
 }
 
 // PublishRaw publishes messages with the given ids, payloads and metadata
@@ -191,14 +261,18 @@ func (b *Bus) PublishRaw(ctx context.Context, ids []string, payloads [][]byte, m
 		m.SetContext(ctx)
 		msgs[i] = m
 	}
-	return b.pub.Publish(b.topic, msgs...)
+	return b.publish(ctx, msgs...)
 }
 
 // Subscribe delivers the topic's messages to handle until ctx ends, in
-// order, from the durable consumer group: a nil answer acknowledges the
-// message, an error has it redelivered after the retry delay. It returns
-// nil when ctx ends, or the subscription error.
+// order, from the durable consumer group (ConsumerGroup of the prefix, which
+// on NATS it creates and leaves in place for the next subscriber): a nil
+// answer acknowledges the message, an error has it redelivered after the
+// retry delay. It returns nil when ctx ends, or the subscription error.
 func (b *Bus) Subscribe(ctx context.Context, handle func(ctx context.Context, payload []byte) error) error {
+	if b.stream != nil {
+		return b.subscribeJetStream(ctx, handle)
+	}
 	msgs, err := b.sub.Subscribe(ctx, b.topic)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", b.topic, err)
@@ -212,6 +286,52 @@ func (b *Bus) Subscribe(ctx context.Context, handle func(ctx context.Context, pa
 		msg.Ack()
 	}
 	return nil
+}
+
+// subscribeJetStream is Subscribe on NATS. It pulls from the durable
+// consumer itself rather than through watermill's subscriber, which may
+// drop the acknowledgement of a handled message when ctx ends at that
+// moment (the message then returns only after the ack deadline): here a
+// handled message is acknowledged before Subscribe returns, and one
+// pulled but not handled is handed back at once.
+func (b *Bus) subscribeJetStream(ctx context.Context, handle func(ctx context.Context, payload []byte) error) error {
+	c, err := b.stream.CreateOrUpdateConsumer(ctx, b.consumer)
+	if err != nil {
+		return fmt.Errorf("jetstream consumer %s: %w", b.consumer.Name, err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", b.topic, err)
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Drain)()
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", b.topic, err)
+		}
+		id := msg.Headers().Get(wmnats.WatermillUUIDHdr)
+		if ctx.Err() != nil {
+			_ = msg.Nak() // pulled after the end: the next subscriber's
+			continue
+		}
+		if err := handle(ctx, msg.Data()); err != nil {
+			b.log.Warn("relay event: will retry", "id", id, "err", err)
+			if err := msg.NakWithDelay(b.retry); err != nil {
+				b.log.Warn("relay event: nak", "id", id, "err", err)
+			}
+			continue
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = msg.DoubleAck(actx)
+		cancel()
+		if err != nil {
+			b.log.Warn("relay event: ack lost, it will be redelivered", "id", id, "err", err)
+		}
+	}
 }
 
 // Close closes the transport's connections.

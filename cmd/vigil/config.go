@@ -47,6 +47,7 @@ type Config struct {
 	WebhookRate        string
 	Bus                string
 	BusTopic           string
+	BusPrefix          string
 	LogLevel           string
 	LogStore           string
 	HTTPTLSCertFile    string
@@ -121,7 +122,8 @@ func (c *Config) settings() []setting {
 		{flag: "webhook-workers", env: "VIGIL_WEBHOOK_WORKERS", def: "64", help: "concurrent webhook deliveries", str: &c.WebhookWorkers},
 		{flag: "webhook-rate", env: "VIGIL_WEBHOOK_RATE", def: "50", help: "webhook requests per second per endpoint", str: &c.WebhookRate},
 		{flag: "bus", env: "VIGIL_BUS", def: "postgres", help: "event bus: postgres (the main database, through watermill-sql) or nats://host:port (NATS JetStream)", str: &c.Bus},
-		{flag: "bus-topic", env: "VIGIL_BUS_TOPIC", def: "vigil.events", help: "topic committed events are published on", str: &c.BusTopic},
+		{flag: "bus-prefix", env: "VIGIL_BUS_PREFIX", def: "vigil", help: "deployment prefix of the bus's names (relay topic, durable consumer, default events topic), so deployments can share a NATS server: letters, digits, '-', '_'", str: &c.BusPrefix},
+		{flag: "bus-topic", env: "VIGIL_BUS_TOPIC", def: "", help: "topic committed events are published on (default <prefix>.events, so vigil.events)", str: &c.BusTopic},
 		{flag: "log-store", env: "VIGIL_LOG_STORE", def: "postgres", help: "where the ledger's log lives: postgres (the main database) or kurrentdb (VIGIL_KURRENTDB_URL); keys, projections and the rest stay in PostgreSQL", str: &c.LogStore},
 		{flag: "kurrentdb-url", env: "VIGIL_KURRENTDB_URL", def: "", help: "KurrentDB/EventStoreDB connection string, such as esdb://127.0.0.1:2113?tls=false, for VIGIL_LOG_STORE=kurrentdb", str: &c.KurrentDBURL, secret: true},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
@@ -345,7 +347,7 @@ func (c *Config) webhooks() (WebhookSettings, error) {
 		return WebhookSettings{}, fmt.Errorf("webhook payload retention and timeout must be positive")
 	}
 	return WebhookSettings{AllowCIDRs: allow, PayloadRetention: c.WebhookRetention, Timeout: c.WebhookTimeout,
-		Workers: workers, Rate: rate, Topic: c.BusTopic}, nil
+		Workers: workers, Rate: rate, Topic: c.busTopic()}, nil
 }
 
 // httpLimits returns the API's defences against slow and unauthenticated

@@ -340,7 +340,7 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 			return nil, err
 		}
 	}
-	bus, err := openBus(ctx, cfg.Bus, sys.pool, log)
+	bus, err := openBus(ctx, cfg, sys.pool, log)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +433,7 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 		}
 		defer pool.Close()
 	}
-	bus, err := openBus(ctx, cfg.Bus, pool, log)
+	bus, err := openBus(ctx, cfg, pool, log)
 	if err != nil {
 		return err
 	}

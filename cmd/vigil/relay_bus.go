@@ -10,9 +10,23 @@ import (
 	"github.com/vigilhq/vigil/webhooks"
 )
 
-// openBus opens the watermill transport url names.
-func openBus(ctx context.Context, url string, pool *pgxpool.Pool, log *slog.Logger) (eventBus, error) {
-	return wmbus.Open(ctx, wmbus.Config{URL: url, Pool: pool, Logger: log})
+// openBus opens the relay events' watermill transport cfg.Bus names, its
+// topic and durable consumer named after cfg.BusPrefix.
+func openBus(ctx context.Context, cfg *Config, pool *pgxpool.Pool, log *slog.Logger) (eventBus, error) {
+	return wmbus.Open(ctx, wmbus.Config{URL: cfg.Bus, Pool: pool, Logger: log, Prefix: cfg.BusPrefix})
+}
+
+// busTopic is VIGIL_BUS_TOPIC, by default "<VIGIL_BUS_PREFIX>.events": two
+// deployments with their own prefixes publish on topics of their own.
+func (c *Config) busTopic() string {
+	if c.BusTopic != "" {
+		return c.BusTopic
+	}
+	prefix := c.BusPrefix
+	if prefix == "" {
+		prefix = wmbus.DefaultPrefix
+	}
+	return prefix + ".events"
 }
 
 // eventsBus publishes the webhooks dispatcher's messages on a watermill bus.
@@ -30,7 +44,8 @@ func (e eventsBus) Publish(ctx context.Context, _ string, msgs ...webhooks.Messa
 }
 
 // openEventsBus opens the bus committed events are published on
-// (VIGIL_BUS, topic VIGIL_BUS_TOPIC).
+// (VIGIL_BUS, topic VIGIL_BUS_TOPIC). It only publishes: the subscribers
+// are outside Vigil, and no durable consumer is made for them.
 func openEventsBus(ctx context.Context, cfg *Config, pool *pgxpool.Pool, log *slog.Logger) (*wmbus.Bus, error) {
-	return wmbus.Open(ctx, wmbus.Config{URL: cfg.Bus, Pool: pool, Logger: log, Topic: cfg.BusTopic})
+	return wmbus.Open(ctx, wmbus.Config{URL: cfg.Bus, Pool: pool, Logger: log, Prefix: cfg.BusPrefix, Topic: cfg.busTopic()})
 }

@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	wmbus "github.com/vigilhq/vigil/adapters/watermill"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/relay"
+	"github.com/vigilhq/vigil/webhooks"
 )
 
 // TestRelayEventsOverTheBus publishes a session's relay events while no
@@ -31,6 +34,9 @@ func TestRelayEventsOverTheBus(t *testing.T) {
 			raw := make([]byte, 4)
 			rand.Read(raw)
 			topic := "vigil_relay_test_" + hex.EncodeToString(raw)
+			if transport != "postgres" {
+				deleteStreams(t, topic)
+			}
 			ctx := context.Background()
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			bus, err := wmbus.Open(ctx, wmbus.Config{URL: transport, Pool: f.sys.pool, Logger: log, Topic: topic, RetryDelay: 100 * time.Millisecond})
@@ -114,7 +120,10 @@ func TestStartRelay(t *testing.T) {
 			if err := fs.Parse(nil); err != nil {
 				t.Fatal(err)
 			}
-			cfg := &Config{DataDir: t.TempDir(), Env: "development", Bus: transport}
+			cfg := &Config{DataDir: t.TempDir(), Env: "development", Bus: transport, BusPrefix: testBusPrefix()}
+			if transport != "postgres" {
+				deleteStreams(t, wmbus.RelayTopic(cfg.BusPrefix))
+			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			run, err := startRelay(context.Background(), f.sys, cfg, rc, prometheus.NewRegistry(), log)
 			if err != nil {
@@ -135,5 +144,98 @@ func TestStartRelay(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// testBusPrefix is a deployment prefix of one test's own, so that tests
+// sharing the NATS server never meet.
+func testBusPrefix() string {
+	raw := make([]byte, 5)
+	rand.Read(raw)
+	return "vigiltest-" + hex.EncodeToString(raw)
+}
+
+// deleteStreams deletes, when the test ends, the JetStream streams of the
+// given topics, and only those: the NATS server is shared.
+func deleteStreams(t *testing.T, topics ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		nc, err := nats.Connect(testNATS)
+		if err != nil {
+			t.Errorf("clean up streams: %v", err)
+			return
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, topic := range topics {
+			err := js.DeleteStream(context.Background(), wmbus.StreamName(topic))
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Errorf("delete the stream of %s: %v", topic, err)
+			}
+		}
+	})
+}
+
+// testNATS is the JetStream server of the tests.
+const testNATS = "nats://127.0.0.1:4222"
+
+// TestEventsBusDefaultTopic starts serve's events bus on NATS as
+// configured by default but for the prefix (the topic "<prefix>.events",
+// like the default "vigil.events", which JetStream refused as a stream
+// name): it publishes a committed event and leaves no consumer behind.
+func TestEventsBusDefaultTopic(t *testing.T) {
+	var c Config
+	if got := c.busTopic(); got != "vigil.events" {
+		t.Errorf("default topic %q, want vigil.events", got)
+	}
+	prefix := testBusPrefix()
+	fs := newFlagSet()
+	cfg := bindConfig(fs, envFunc(map[string]string{"VIGIL_BUS": testNATS, "VIGIL_BUS_PREFIX": prefix}))
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	topic := prefix + ".events"
+	if got := cfg.busTopic(); got != topic {
+		t.Fatalf("topic %q, want %q", got, topic)
+	}
+	deleteStreams(t, topic)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bus, err := openEventsBus(ctx, cfg, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := domain.NewEventID().String()
+	err = eventsBus{bus}.Publish(ctx, topic, webhooks.Message{UUID: id, Payload: []byte(`{}`), Metadata: map[string]string{"type": "session.created"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(testNATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(ctx, wmbus.StreamName(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := st.CachedInfo()
+	if info.Config.Name != prefix+"_events" || info.State.Msgs != 1 || info.State.Consumers != 0 {
+		t.Errorf("stream %s: %d messages, %d consumers; want %s_events, 1, 0", info.Config.Name, info.State.Msgs, info.State.Consumers, prefix)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("type") != "session.created" || msg.Header.Get(nats.MsgIdHdr) != id {
+		t.Errorf("message headers %v", msg.Header)
 	}
 }
