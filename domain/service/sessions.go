@@ -121,19 +121,85 @@ func requireFull(p Principal) error {
 	return nil
 }
 
-// technician-only and ingest-only commands, and those both may send.
-var (
-	technicianCommands = map[string]bool{
-		"pick_up": true, "request_consent": true, "start": true, "end": true, "send_file": true, "receive_file": true,
-		"reboot": true, "reconnected": true, "view_system_info": true, "request_credentials": true,
-		"deploy_script": true, "send_url": true, "chat": true, "note": true, "set_custom_fields": true,
-		"transfer": true, "start_recording": true, "stop_recording": true, "close": true,
-	}
-	customerCommands = map[string]bool{
-		"connect_customer": true, "grant_consent": true, "deny_consent": true, "end": true, "chat": true,
-		"set_custom_fields": true, "close": true,
-	}
+// techAccess says which technicians may send a command type.
+type techAccess int
+
+const (
+	// techNever: only the customer's applet (an ingest key) sends it.
+	techNever techAccess = iota
+	// techHolder: the technician holding the session.
+	techHolder
+	// techPickUp: the owner of a private-queue session, or a member of the
+	// group of a shared queue (the domain decides which).
+	techPickUp
+	// techCloser: the holder, or before pick-up the owner of a
+	// private-queue session (the domain decides which).
+	techCloser
 )
+
+// commandRule says who may send one command type.
+type commandRule struct {
+	technician techAccess
+	// ingest: the customer's applet or the console's back end, through an
+	// ingest key of the tenant (it may address any session of the tenant).
+	ingest bool
+	// audited: the domain itself refuses a technician who does not hold
+	// the session, and records the refusal as session.action_denied. For
+	// the other techHolder commands the service refuses before the domain
+	// decides, and nothing is appended.
+	audited bool
+}
+
+// commandRules is the one table of who may send each command type (every
+// type of CommandTypes has a row; a test keeps it so). Whatever the row,
+// a technician who cannot read the session (GET /v1/sessions/{id}/events
+// answers not_found: he never created, owned, held or was handed it) gets
+// the same not_found for every command and nothing is appended; pick_up
+// also admits the members of a shared queue's group. A technician who can
+// read it but does not hold it now gets forbidden.
+var commandRules = map[string]commandRule{
+	"connect_customer":    {ingest: true},
+	"pick_up":             {technician: techPickUp},
+	"request_consent":     {technician: techHolder, audited: true},
+	"grant_consent":       {ingest: true},
+	"deny_consent":        {ingest: true},
+	"start":               {technician: techHolder, audited: true},
+	"end":                 {technician: techHolder, ingest: true},
+	"send_file":           {technician: techHolder, audited: true},
+	"receive_file":        {technician: techHolder, audited: true},
+	"reboot":              {technician: techHolder, audited: true},
+	"reconnected":         {technician: techHolder, audited: true},
+	"view_system_info":    {technician: techHolder, audited: true},
+	"request_credentials": {technician: techHolder, audited: true},
+	"deploy_script":       {technician: techHolder, audited: true},
+	"send_url":            {technician: techHolder, audited: true},
+	"chat":                {technician: techHolder, ingest: true, audited: true},
+	"note":                {technician: techHolder, audited: true},
+	"set_custom_fields":   {technician: techHolder, ingest: true},
+	"transfer":            {technician: techHolder, audited: true},
+	"start_recording":     {technician: techHolder, audited: true},
+	"stop_recording":      {technician: techHolder},
+	"close":               {technician: techCloser, ingest: true},
+}
+
+// technicianMay applies rule to technician tech for the session sess whose
+// events are evs: not_found when he cannot see the session, forbidden when
+// he sees it but the rule wants the holder (unless the domain audits the
+// refusal itself).
+func technicianMay(rule commandRule, sess *domain.Session, evs []domain.Event, tech *domain.Technician) error {
+	visible := heldBy(evs, tech.ID())
+	if !visible && rule.technician == techPickUp {
+		queue, group := queueOf(evs)
+		visible = queue == domain.QueueShared && group == tech.GroupID()
+	}
+	if !visible {
+		return errNotFound("session %s does not exist", sess.GUID())
+	}
+	if rule.technician == techHolder && !rule.audited && sess.TechnicianID() != tech.ID() {
+		return errForbidden("technician %s does not hold session %s", tech.ID(), sess.GUID())
+	}
+	return nil
+}
 
 // continuous maps the actions of start and end to their payloads.
 var startPayloads = map[domain.Action]func() domain.ActionPayload{
@@ -164,24 +230,29 @@ func parseAction(s string) (domain.Action, error) {
 }
 
 // SessionCommand runs command c on session guid for p and returns the
-// events it appended. Refusals (permission_denied, consent_required,
-// recording_required, forbidden for a technician not holding the session)
-// are appended as session.action_denied and returned with the error.
-// Errors: not_found for a session not in p's tenant; forbidden for a
-// command p's role may not send; session_closed after close; invalid for a
-// bad command.
+// events it appended. Who may send what is commandRules. Refusals of
+// actions (permission_denied, consent_required, recording_required,
+// forbidden for a technician not holding the session) are appended as
+// session.action_denied and returned with the error. Errors: not_found
+// for a session not in p's tenant, and for a technician who cannot read
+// the session (nothing appended); forbidden for a command p's role may not
+// send; session_closed after close; invalid for a bad command.
 func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, c Command, eventID [16]byte) ([]domain.Event, error) {
 	if err := requireFull(p); err != nil {
 		return nil, err
 	}
 	name := c.CommandType()
+	rule, ok := commandRules[name]
+	if !ok {
+		return nil, domain.Errorf(domain.CodeInvalid, "unknown command %q", name)
+	}
 	switch p.Role {
 	case RoleTechnician:
-		if !technicianCommands[name] {
+		if rule.technician == techNever {
 			return nil, errForbidden("%s is sent by the customer's applet (ingest key)", name)
 		}
 	case RoleIngest:
-		if !customerCommands[name] {
+		if !rule.ingest {
 			return nil, errForbidden("%s is sent by the technician's console", name)
 		}
 	default:
@@ -206,7 +277,11 @@ func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, 
 	var sess *domain.Session
 	out, err := retry(ctx, func() ([]domain.Event, error) {
 		sess = domain.NewSession(p.Tenant, guid)
-		if err := s.load(ctx, sess); err != nil {
+		evs, err := s.events(ctx, p.Tenant, sess.Stream())
+		if err != nil {
+			return nil, err
+		}
+		if err := sess.Load(evs); err != nil {
 			return nil, err
 		}
 		if !sess.Exists() {
@@ -215,8 +290,10 @@ func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, 
 		var tech *domain.Technician
 		var techGroup *domain.Group
 		if p.Role == RoleTechnician {
-			var err error
 			if tech, err = s.loadTechnician(ctx, p.Tenant, p.TechnicianID); err != nil {
+				return nil, err
+			}
+			if err := technicianMay(rule, sess, evs, tech); err != nil {
 				return nil, err
 			}
 			if techGroup, err = s.loadGroup(ctx, p.Tenant, tech.GroupID()); err != nil {
@@ -433,6 +510,11 @@ func (s *Service) SessionTimeline(ctx context.Context, p Principal, guid string)
 // received the session.
 func heldBy(evs []domain.Event, id string) bool {
 	for _, e := range evs {
+		switch e.Type {
+		case "session.created", "session.picked_up", "session.transferred":
+		default:
+			continue // decode only what can name a holder
+		}
 		p, err := domain.Decode(e)
 		if err != nil {
 			continue
@@ -453,6 +535,23 @@ func heldBy(evs []domain.Event, id string) bool {
 		}
 	}
 	return false
+}
+
+// queueOf returns the queue and the queue's group of the session whose
+// events are evs.
+func queueOf(evs []domain.Event) (queue, group string) {
+	for _, e := range evs {
+		if e.Type != "session.created" {
+			continue
+		}
+		if c, err := domain.Decode(e); err == nil {
+			if v, ok := c.(*domain.SessionCreated); ok {
+				return v.Queue, v.GroupID
+			}
+		}
+		break
+	}
+	return "", ""
 }
 
 // EventIDFromKey derives the id of a request's first event from its
