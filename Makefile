@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzProxyHeader -fuzztime=$(FUZZTIME) ./relay/
 	$(GO) test -run=^$$ -fuzz=FuzzStreamNames -fuzztime=$(FUZZTIME) ./adapters/eventstoredb/
 	$(GO) test -run=^$$ -fuzz=FuzzVerifyBundle -fuzztime=$(FUZZTIME) ./compliance/
+	$(GO) test -run=^$$ -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./projections/
 
 ## bench: the benchmarks of docs/performance.md
 bench:

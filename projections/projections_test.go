@@ -23,7 +23,7 @@ import (
 )
 
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	db     *pgtest.DB
 	store  *postgres.Store
 	ledger *ledger.Ledger
@@ -34,7 +34,7 @@ type world struct {
 	ingest service.Principal
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})

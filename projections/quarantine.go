@@ -18,7 +18,7 @@ import (
 // no retry will change (a payload that does not decode, a value the tables
 // cannot hold). A Projection wraps it (fmt.Errorf("...: %w", ErrPoison)) to
 // have the Runner set the event aside in the quarantine instead of retrying
-// it for ever. PostgreSQL data exceptions (SQLSTATE classes 22, 23 and 54)
+// it for ever. PostgreSQL data errors (SQLSTATE classes 21, 22, 23 and 54)
 // count as poison without it.
 var ErrPoison = errors.New("event cannot be applied")
 
@@ -57,7 +57,7 @@ func deterministic(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
 		switch pgErr.Code[:2] {
-		case "22", "23", "54": // data exception, integrity constraint violation, program limit exceeded
+		case "21", "22", "23", "54": // cardinality violation, data exception, integrity constraint violation, program limit exceeded
 			return true
 		}
 	}
