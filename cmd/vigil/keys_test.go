@@ -88,6 +88,21 @@ func TestCommandsRefuseToGenerateKeys(t *testing.T) {
 			}
 		})
 	}
+	// serve may generate keys, but not for a database that holds a log
+	// already: they could never sign it.
+	t.Run("serve", func(t *testing.T) {
+		err := run(ctx, []string{"serve"}, envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_LOG_LEVEL": "error",
+			"VIGIL_HTTP_ADDR": freeAddr(t), "VIGIL_RELAY_DISABLE": "true"}), io.Discard, io.Discard)
+		if !errors.Is(err, keys.ErrNoKeys) || !strings.Contains(err.Error(), folder) || !strings.Contains(err.Error(), "Not generating") {
+			t.Fatalf("serve from an empty folder against a signed log: %v", err)
+		}
+		if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+			t.Errorf("serve wrote %d files into the empty folder", len(entries))
+		}
+		if e, c := logCounts(t, db); e != events || c != checkpoints {
+			t.Errorf("serve appended %d events and signed %d checkpoints", e-events, c-checkpoints)
+		}
+	})
 	out.Reset()
 	if err := run(ctx, []string{"verify", "--quiet"}, served, &out, io.Discard); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out.String())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,15 +61,16 @@ type openOptions struct {
 func openSystem(ctx context.Context, cfg *Config, log *slog.Logger, o openOptions) (*system, error) {
 	// Keys first: a command run from the wrong folder must refuse before
 	// it touches the database.
-	m, err := loadKeys(cfg, log, o.generateKeys)
-	if err != nil {
+	m, err := loadKeys(cfg, log, false)
+	missing := err
+	if err != nil && !(o.generateKeys && errors.Is(err, keys.ErrNoKeys)) {
 		return nil, err
 	}
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w (database %s)", err, postgres.Redact(cfg.DatabaseURL))
 	}
-	s := &system{cfg: cfg, log: log, pool: pool, keys: m}
+	s := &system{cfg: cfg, log: log, pool: pool}
 	if o.migrate {
 		applied, err := postgres.Migrate(ctx, pool)
 		if err != nil {
@@ -79,6 +81,19 @@ func openSystem(ctx context.Context, cfg *Config, log *slog.Logger, o openOption
 			log.Info("migrations applied", "versions", applied)
 		}
 	}
+	if missing != nil {
+		// Generate only for a database without a log: keys made now
+		// could never sign one that has (serve from the wrong folder).
+		if err := refuseGenerating(ctx, pool, cfg, missing); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		if m, err = loadKeys(cfg, log, true); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	s.keys = m
 	pgOpts := postgres.Options{Logger: log}
 	if cfg.LogStore == "kurrentdb" {
 		pgOpts.LogHead = func(ctx context.Context) (int64, error) { return s.logStore.Head(ctx) }
@@ -157,6 +172,27 @@ func loadKeys(cfg *Config, log *slog.Logger, generate bool) (keys.Material, erro
 		log.Warn(strings.Repeat("!", 72))
 	}
 	return m, nil
+}
+
+// refuseGenerating returns missing, explained, when the database already
+// holds a signed log (a pinned key or a checkpoint), and nil when keys may
+// be generated for it.
+func refuseGenerating(ctx context.Context, pool *pgxpool.Pool, cfg *Config, missing error) error {
+	var pinned []string
+	var checkpoints bool
+	err := pool.QueryRow(ctx, `SELECT
+		coalesce((SELECT array_agg(verifier_key ORDER BY added_at) FROM checkpoint_signers), '{}'),
+		EXISTS (SELECT 1 FROM checkpoints)`).Scan(&pinned, &checkpoints)
+	if err != nil {
+		return fmt.Errorf("%w (and the database %s could not be checked for a log: %v)", missing, postgres.Redact(cfg.DatabaseURL), err)
+	}
+	switch {
+	case len(pinned) > 0:
+		return fmt.Errorf("%w. Not generating: the database %s holds a log signed by %s, which new keys could never sign", missing, postgres.Redact(cfg.DatabaseURL), strings.Join(pinned, ", "))
+	case checkpoints:
+		return fmt.Errorf("%w. Not generating: the database %s holds a signed log, which new keys could never sign", missing, postgres.Redact(cfg.DatabaseURL))
+	}
+	return nil
 }
 
 // signerDescription says where this process's signing key comes from, for
