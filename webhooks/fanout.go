@@ -120,6 +120,11 @@ func (f *Fanout) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) er
 				if err != nil {
 					return fmt.Errorf("payload of %s for %s: %w", e.ID, typ, err)
 				}
+				// One delivery per (subscription, event, type): a
+				// subscription naming session.closed and session.ended gets
+				// both. A repeated fan-out (a rebuild) finds the same id and
+				// adds nothing; any other clash is an error, never a
+				// silently dropped delivery.
 				did := DeliveryID(s.id, e.ID)
 				if typ != e.Type {
 					did = DeliveryID(s.id, uuid.NewSHA1(e.ID, []byte(typ)))
@@ -141,7 +146,7 @@ func (f *Fanout) Apply(ctx context.Context, tx pgx.Tx, events []domain.Event) er
 				}
 				batch.Queue(`INSERT INTO webhook_deliveries (id, tenant, subscription_id, event_id, event_type, position, payload, seal_subject, subjects,
 					state, next_attempt_at, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11)
-					ON CONFLICT DO NOTHING`, did, e.Tenant, s.id, e.ID, typ, e.Position, body, sealSubject, subjects, now, expires)
+					ON CONFLICT (id) DO NOTHING`, did, e.Tenant, s.id, e.ID, typ, e.Position, body, sealSubject, subjects, now, expires)
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -444,5 +445,45 @@ func TestReplayDuringAnAttempt(t *testing.T) {
 	waitFor(t, 10*time.Second, "the replayed delivery", func() bool { return len(rc.all()) >= 2 })
 	if got := rc.all(); got[1].id != got[0].id {
 		t.Errorf("the replay changed the webhook-id: %s then %s", got[0].id, got[1].id)
+	}
+}
+
+// TestEventAndSummaryBothDelivered: an event delivered both under its own
+// type and as a summary (session.created and session.started,
+// session.closed and session.ended) reaches a subscription that names both
+// twice, once per type; a rebuild of the fan-out adds nothing.
+func TestEventAndSummaryBothDelivered(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	sub := e.create(rc.srv.URL, webhooks.NewSubscription{EventTypes: []string{
+		"session.created", webhooks.TypeSessionStarted, "session.closed", webhooks.TypeSessionEnded}})
+	e.technician("tech1", "g1")
+	e.session("guid1", "tech1", "g1")
+	e.fan()
+	if _, err := e.runner.Rebuild(context.Background(), e.fanout, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.deliverer(fast)
+	want := []string{"session.closed", "session.created", webhooks.TypeSessionEnded, webhooks.TypeSessionStarted}
+	waitFor(t, 10*time.Second, "four deliveries", func() bool { return len(rc.all()) >= len(want) })
+	ids := map[string]bool{}
+	var got []string
+	for _, g := range rc.all() {
+		if !verify(sub.Secret, g) {
+			t.Errorf("signature %q does not verify", g.sig)
+		}
+		ids[g.id] = true
+		got = append(got, decodeBody(t, g.body).Type)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) || len(ids) != len(want) {
+		t.Errorf("delivered types %v with %d webhook-ids, want %v, each with its own id", got, len(ids), want)
+	}
+	ds, err := e.svc.Deliveries(context.Background(), e.admin, sub.ID, webhooks.DeliveryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != len(want) {
+		t.Errorf("%d deliveries in the log, want %d", len(ds), len(want))
 	}
 }
