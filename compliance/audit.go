@@ -78,7 +78,8 @@ func (a *Auditor) Export(ctx context.Context, req ExportRequest, w io.Writer) (E
 	}
 	sum := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, sum)}
-	bw := bufio.NewWriterSize(cw, 256<<10)
+	body := sha256.New() // what the bundle signature covers
+	bw := bufio.NewWriterSize(io.MultiWriter(cw, body), 256<<10)
 	hb, err := json.Marshal(h)
 	if err != nil {
 		return res, fmt.Errorf("export %s: %w", req.Tenant, err)
@@ -143,6 +144,20 @@ func (a *Auditor) Export(ctx context.Context, req ExportRequest, w io.Writer) (E
 	sortPrior(end.PriorConsents)
 	eb, err := json.Marshal(end)
 	if err != nil {
+		return res, fmt.Errorf("export %s: %w", req.Tenant, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return res, fmt.Errorf("export %s: write: %w", req.Tenant, err)
+	}
+	body.Write(eb)
+	var digest [32]byte
+	body.Sum(digest[:0])
+	sig, err := a.l.SignStatement(ctx, BundleStatement(h.Origin, digest))
+	if err != nil {
+		return res, fmt.Errorf("export %s: sign the bundle: %w", req.Tenant, err)
+	}
+	end.Signature = string(sig)
+	if eb, err = json.Marshal(end); err != nil {
 		return res, fmt.Errorf("export %s: %w", req.Tenant, err)
 	}
 	bw.Write(eb)
@@ -245,6 +260,15 @@ func (a *Auditor) prepare(ctx context.Context, req ExportRequest) (BundleHeader,
 		if root != s.Root {
 			return h, domain.Errorf(domain.CodeInvalid, "export: since: the checkpoint's root at size %d is not this log's: the log or the checkpoint was altered", s.Size)
 		}
+		// The note goes into the bundle as it is, so it must be byte for
+		// byte a checkpoint this log signed: a broken signature, an edit or
+		// a trailing blank line would make a bundle that the verifier
+		// refuses, recorded as a valid export.
+		if ok, err := a.issued(ctx, req.Tenant, s.Size, req.Since); err != nil {
+			return h, fmt.Errorf("export %s: since: %w", req.Tenant, err)
+		} else if !ok {
+			return h, domain.Errorf(domain.CodeInvalid, "export: since: the note is not, byte for byte, a checkpoint this log signed (a bad signature, an edited line or extra whitespace?)")
+		}
 		since := &BundleSince{BundleCheckpoint: BundleCheckpoint{Size: s.Size, Root: s.Root, Note: string(req.Since)}, Proof: []tlog.Hash{}}
 		if s.Size < cp.Size {
 			if since.Proof, err = tlog.ProveTree(cp.Size, s.Size, hr); err != nil {
@@ -254,6 +278,21 @@ func (a *Auditor) prepare(ctx context.Context, req ExportRequest) (BundleHeader,
 		h.Since = since
 	}
 	return h, nil
+}
+
+// issued reports whether note is exactly the stored signed checkpoint of
+// tenant's log at size.
+func (a *Auditor) issued(ctx context.Context, tenant string, size int64, note []byte) (bool, error) {
+	cps, err := a.st.Checkpoints(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range cps {
+		if c.Size == size {
+			return bytes.Equal(c.Note, note), nil
+		}
+	}
+	return false, nil
 }
 
 // parseNote parses a checkpoint note's body without checking its
@@ -302,7 +341,7 @@ func (a *Auditor) prior(ctx context.Context, tenant string, id uuid.UUID, from, 
 	if err != nil {
 		return PriorEvent{}, false, fmt.Errorf("inclusion proof of seq %d: %w", e.Seq, err)
 	}
-	return PriorEvent{Seq: e.Seq, Position: e.Position, LeafHash: e.LeafHash, Leaf: ledger.EncodeLeaf(&e), Proof: proof}, true, nil
+	return PriorEvent{Seq: e.Seq, Position: e.Position, LeafHash: e.LeafHash, Leaf: ledger.EncodeLeaf(&e), Proof: nonNil(proof)}, true, nil
 }
 
 type countWriter struct {

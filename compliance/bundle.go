@@ -17,7 +17,15 @@ import (
 
 // BundleFormat names the auditor bundle format, the "format" of its header
 // record. A change to the format gets a new name; see docs/export-format.md.
-const BundleFormat = "vigil-audit-bundle/v1"
+// v2 added the bundle signature and the canonical form.
+const BundleFormat = "vigil-audit-bundle/v2"
+
+// BundleStatement returns the text of a bundle's signed statement: the
+// format, the log's origin, and the SHA-256 of the bundle's bytes up to the
+// end record, followed by the end record encoded without its signature.
+func BundleStatement(origin string, digest [32]byte) string {
+	return BundleFormat + "\n" + origin + "\nsha256 " + base64.StdEncoding.EncodeToString(digest[:]) + "\n"
+}
 
 // The values of the "record" member of each line of a bundle.
 const (
@@ -114,6 +122,10 @@ type BundleEnd struct {
 	// actions inside the bundle cite, each with an inclusion proof to the
 	// bundle's checkpoint.
 	PriorConsents []PriorEvent `json:"prior_consents"`
+	// Signature is a note signed with the checkpoint key whose text is
+	// BundleStatement: it covers every byte of the bundle, the values not
+	// otherwise checked (positions, created_at, opened values) included.
+	Signature string `json:"signature,omitempty"`
 }
 
 // PriorEvent is a leaf before the bundle's range with its inclusion proof

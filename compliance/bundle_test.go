@@ -104,8 +104,13 @@ func header(t *testing.T, b []byte) compliance.BundleHeader {
 	return h
 }
 
+// lines splits a bundle into its lines, each with its newline.
 func lines(b []byte) [][]byte {
-	return bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+	ls := bytes.SplitAfter(b, []byte("\n"))
+	if len(ls[len(ls)-1]) == 0 {
+		ls = ls[:len(ls)-1]
+	}
+	return ls
 }
 
 func TestExportThenVerifyOffline(t *testing.T) {

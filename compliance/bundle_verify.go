@@ -3,6 +3,8 @@ package compliance
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +67,14 @@ var consentRules = func() map[string]domain.Action {
 type BundleVerifyOptions struct {
 	// Verifiers check the checkpoint signatures. Required.
 	Verifiers note.Verifiers
+	// Origin is the deployment's log origin prefix (VIGIL_LOG_ORIGIN) the
+	// auditor expects. Empty means the name of the verifier key that signed
+	// the checkpoint, which is the origin prefix by construction (Vigil names
+	// its checkpoint key after the log origin and refuses any other name).
+	// Either way the bundle's origin must be exactly Origin + "/" + tenant.
+	Origin string
+	// Tenant, when set, is the only tenant whose bundle is accepted.
+	Tenant string
 	// Since is an earlier checkpoint note the auditor holds; the bundle must
 	// prove that its log is an extension of it.
 	Since []byte
@@ -178,24 +188,27 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		return rep, errors.New("verify bundle: no verifier key")
 	}
 	cr := &countReader{r: r}
-	sc := bufio.NewScanner(cr)
-	sc.Buffer(make([]byte, 0, 1<<20), 4*ledger.MaxFieldLen)
+	lr := &lineReader{r: bufio.NewReaderSize(cr, 64<<10), max: 4 * ledger.MaxFieldLen}
 	var line int64
 	fail := func(seq, pos int64, format string, args ...any) error {
 		return &BundleError{Line: line, Seq: seq, Position: pos, Reason: fmt.Sprintf(format, args...)}
 	}
 	next := func() ([]byte, error) {
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				if errors.Is(err, bufio.ErrTooLong) {
-					return nil, fail(-1, 0, "a line is longer than any valid record")
-				}
-				return nil, fmt.Errorf("read bundle: %w", err)
-			}
+		b, err := lr.next()
+		switch {
+		case err == io.EOF:
 			return nil, io.EOF
+		case errors.Is(err, errLineTooLong):
+			line++
+			return nil, fail(-1, 0, "a line is longer than any valid record")
+		case errors.Is(err, errNoNewline):
+			line++
+			return nil, fail(-1, 0, "the last line does not end in a newline")
+		case err != nil:
+			return nil, fmt.Errorf("read bundle: %w", err)
 		}
 		line++
-		return sc.Bytes(), nil
+		return b, nil
 	}
 
 	// 1. The header and its signed checkpoint.
@@ -206,21 +219,43 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		return rep, err
 	}
 	var h BundleHeader
-	if err := json.Unmarshal(b, &h); err != nil || h.Record != RecordHeader {
+	if !bytes.HasPrefix(b, []byte(`{"record":"header",`)) || json.Unmarshal(b, &h) != nil || h.Record != RecordHeader {
 		return rep, fail(-1, 0, "the first line is not a bundle header")
+	}
+	if h.Format == "vigil-audit-bundle/v1" {
+		return rep, fail(-1, 0, "format %q has no bundle signature and is no longer accepted: export the range again", h.Format)
 	}
 	if h.Format != BundleFormat {
 		return rep, fail(-1, 0, "format %q, want %q", h.Format, BundleFormat)
 	}
-	if h.Tenant == "" || !strings.HasSuffix(h.Origin, "/"+h.Tenant) || len(h.Origin) == len(h.Tenant)+1 {
-		return rep, fail(-1, 0, "origin %q is not <prefix>/%s", h.Origin, h.Tenant)
+	if enc, err := canonicalHeader(h); err != nil || !bytes.Equal(enc, b) {
+		return rep, fail(-1, 0, "the header is not in the canonical form (docs/export-format.md, \"Canonical form\")")
+	}
+	body := sha256.New() // what the bundle signature covers
+	body.Write(b)
+	body.Write(newline)
+	if !domain.ValidStream(domain.TenantStream(h.Tenant)) {
+		return rep, fail(-1, 0, "tenant %q is not a valid tenant id", h.Tenant)
+	}
+	if opts.Tenant != "" && h.Tenant != opts.Tenant {
+		return rep, fail(-1, 0, "the bundle is of tenant %q, not of %q", h.Tenant, opts.Tenant)
 	}
 	if h.FromSeq < 0 || h.ToSeq < h.FromSeq || h.Count != h.ToSeq-h.FromSeq+1 {
 		return rep, fail(-1, 0, "bad range: from %d to %d, count %d", h.FromSeq, h.ToSeq, h.Count)
 	}
-	cp, signer, err := openCheckpoint([]byte(h.Checkpoint.Note), opts.Verifiers, h.Origin)
+	// The origin comes from what the auditor trusts, never from the
+	// bundle: the prefix is the verifier key's name (or opts.Origin, which
+	// must then be that name), and the tenant completes it.
+	cp, signer, err := openCheckpoint([]byte(h.Checkpoint.Note), opts.Verifiers, "")
 	if err != nil {
 		return rep, fail(-1, 0, "checkpoint: %v", err)
+	}
+	prefix := signer
+	if opts.Origin != "" && opts.Origin != signer {
+		return rep, fail(-1, 0, "checkpoint: signed by key %q, but the expected log origin is %q", signer, opts.Origin)
+	}
+	if want := ledger.Origin(prefix, h.Tenant); cp.Origin != want || h.Origin != want {
+		return rep, fail(-1, 0, "checkpoint: signed origin %q and header origin %q, want exactly %q (the key's log origin and the tenant)", cp.Origin, h.Origin, want)
 	}
 	if cp.Size != h.Checkpoint.Size || cp.Root != h.Checkpoint.Root {
 		return rep, fail(-1, 0, "checkpoint: the header's size and root differ from the signed note's (%d, %s)", cp.Size, cp.Root)
@@ -228,6 +263,9 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 	end := h.ToSeq + 1
 	if cp.Size < end {
 		return rep, fail(-1, 0, "checkpoint: signed size %d does not cover the bundle's last seq %d", cp.Size, h.ToSeq)
+	}
+	if cp.Size == end && len(h.TailProof) != 0 {
+		return rep, fail(-1, 0, "checkpoint: a tail proof is present although the checkpoint's size is the bundle's end")
 	}
 	rep = BundleReport{Tenant: h.Tenant, Origin: h.Origin, FromSeq: h.FromSeq, ToSeq: h.ToSeq, CheckpointSize: cp.Size, CheckpointRoot: cp.Root, Signer: signer, Opened: h.Opened}
 
@@ -245,6 +283,20 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		p, _, err := openCheckpoint([]byte(h.Since.Note), opts.Verifiers, h.Origin)
 		if err != nil {
 			return rep, fail(-1, 0, "since checkpoint in the header: %v", err)
+		}
+		if p.Size != h.Since.Size || p.Root != h.Since.Root {
+			return rep, fail(-1, 0, "since checkpoint in the header: its size and root differ from the signed note's (%d, %s)", p.Size, p.Root)
+		}
+		// The proof is checked even when the scan reaches the since size,
+		// so that no part of the header goes unchecked.
+		if p.Size == cp.Size {
+			if len(h.Since.Proof) != 0 || p.Root != cp.Root {
+				return rep, fail(-1, 0, "since checkpoint in the header: of the checkpoint's size but with another root or a proof")
+			}
+		} else if p.Size < 1 || p.Size > cp.Size {
+			return rep, fail(-1, 0, "since checkpoint in the header: size %d is not between 1 and the checkpoint's size %d", p.Size, cp.Size)
+		} else if err := tlog.CheckTree(h.Since.Proof, cp.Size, cp.Root, p.Size, p.Root); err != nil {
+			return rep, fail(-1, 0, "the consistency proof from the header's since checkpoint (size %d) to the checkpoint of size %d does not hold: %v", p.Size, cp.Size, err)
 		}
 		sinces = append(sinces, &sinceCheck{p: p, proof: h.Since.Proof, hasProof: true, what: "the header's since checkpoint"})
 	}
@@ -289,6 +341,7 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 	var (
 		seq      = h.FromSeq
 		lastPos  int64
+		firstPos int64
 		versions = map[string]int64{}
 		grants   = map[uuid.UUID]*grant{}
 		streams  = map[string][]uuid.UUID{} // a stream's grants, to revoke
@@ -296,6 +349,7 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		revs     = map[string][]revocation{} // for consents before the bundle
 		findings []*BundleError
 		ev       BundleEvent
+		canon    []byte
 		stored   []tlog.Hash
 	)
 	finding := func(seq, pos int64, format string, args ...any) {
@@ -326,17 +380,29 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		if gotEnd {
 			return rep, fail(-1, 0, "data after the end record")
 		}
-		if bytes.HasPrefix(b, []byte(`{"record":"end"`)) {
+		if bytes.HasPrefix(b, []byte(`{"record":"end",`)) {
 			if err := json.Unmarshal(b, &endRec); err != nil || endRec.Record != RecordEnd {
 				return rep, fail(-1, 0, "malformed end record")
 			}
+			if enc, err := canonicalEnd(endRec); err != nil || !bytes.Equal(enc, b) {
+				return rep, fail(-1, 0, "the end record is not in the canonical form")
+			}
+			unsigned := endRec
+			unsigned.Signature = ""
+			ub, _ := canonicalEnd(unsigned)
+			body.Write(ub)
 			gotEnd = true
 			continue
 		}
 		ev = BundleEvent{}
-		if err := json.Unmarshal(b, &ev); err != nil || ev.Record != RecordEvent {
+		if !bytes.HasPrefix(b, []byte(`{"record":"event",`)) || json.Unmarshal(b, &ev) != nil || ev.Record != RecordEvent {
 			return rep, fail(seq, 0, "malformed event record (expected seq %d)", seq)
 		}
+		canon, err = appendEventLine(canon[:0], &ev)
+		if err != nil || !bytes.Equal(canon[:len(canon)-1], b) {
+			return rep, fail(seq, ev.Position, "the event record is not in the canonical form")
+		}
+		body.Write(canon)
 		if ev.Seq != seq {
 			if ev.Seq > seq {
 				return rep, fail(seq, ev.Position, "leaf %d is missing from the bundle (the next record is seq %d)", seq, ev.Seq)
@@ -348,6 +414,9 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		}
 		if ev.Position <= lastPos {
 			return rep, fail(seq, ev.Position, "position %d does not follow %d", ev.Position, lastPos)
+		}
+		if seq == h.FromSeq {
+			firstPos = ev.Position
 		}
 		lastPos = ev.Position
 		leafHash := tlog.RecordHash(ev.Leaf)
@@ -363,6 +432,9 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		}
 		if e.ID != ev.ID || e.Stream != ev.Stream || e.Type != ev.Type {
 			return rep, fail(seq, ev.Position, "the record's id, stream or type differ from its leaf")
+		}
+		if err := checkOpened(h.Opened, e.Sealed, ev.Opened); err != nil {
+			return rep, fail(seq, ev.Position, "opened fields: %v", err)
 		}
 		if v, ok := versions[e.Stream]; ok && e.Version != v+1 {
 			return rep, fail(seq, ev.Position, "stream %s jumps from version %d to %d", e.Stream, v, e.Version)
@@ -473,6 +545,7 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 
 	// 6. Consents before the bundle, proven by inclusion.
 	prior := map[uuid.UUID]*grant{}
+	lastPrior := PriorEvent{Seq: -1}
 	for _, p := range endRec.PriorConsents {
 		pfail := func(format string, args ...any) error {
 			return fail(p.Seq, p.Position, "prior consent: "+format, args...)
@@ -480,6 +553,12 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		if p.Seq < 0 || p.Seq >= h.FromSeq {
 			return rep, pfail("seq %d is not before the bundle's first seq %d", p.Seq, h.FromSeq)
 		}
+		// One order, seq ascending; positions grow with seq in a tenant's
+		// log, so they stay below the bundle's first position.
+		if p.Seq <= lastPrior.Seq || p.Position <= lastPrior.Position || p.Position >= firstPos {
+			return rep, pfail("not in seq order, or a position out of order (%d)", p.Position)
+		}
+		lastPrior = p
 		lh := tlog.RecordHash(p.Leaf)
 		if lh != p.LeafHash {
 			return rep, pfail("the leaf bytes do not hash to the record's leaf hash")
@@ -519,6 +598,14 @@ func VerifyBundle(r io.Reader, opts BundleVerifyOptions) (BundleReport, error) {
 		checkGrant(a.seq, a.pos, a.stream, a.consent, a.needs, g, fmt.Sprintf(" (seq %d, before the bundle)", g.seq))
 		rep.PriorConsents++
 	}
+	// 7. The bundle signature, over every byte: the values that nothing
+	// else covers (positions, created_at, opened values) included.
+	var digest [32]byte
+	body.Sum(digest[:0])
+	if err := checkStatement([]byte(endRec.Signature), opts.Verifiers, prefix, BundleStatement(h.Origin, digest)); err != nil {
+		return rep, fail(-1, 0, "bundle signature: %v", err)
+	}
+
 	slices.SortFunc(findings, func(a, b *BundleError) int { return int(a.Seq - b.Seq) })
 	rep.Streams = len(versions)
 	rep.Bytes = cr.n
@@ -540,8 +627,13 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// openCheckpoint verifies a checkpoint note and that its origin is origin,
-// and returns its body and the name of the key that signed it.
+// openCheckpoint verifies a checkpoint note and, when origin is not empty,
+// that its origin is origin, and returns its body and the name of the key
+// that signed it. The note must be in the one form Vigil signs: the three
+// body lines of ledger.CheckpointBody, a blank line and exactly one
+// signature line in canonical base64, by a key of verifiers. Anything else
+// (a cosignature, an extension line, stray padding bits) is refused, so
+// that a checkpoint has one byte form in a bundle.
 func openCheckpoint(msg []byte, verifiers note.Verifiers, origin string) (ledger.ParsedCheckpoint, string, error) {
 	n, err := note.Open(msg, verifiers)
 	if err != nil {
@@ -551,8 +643,150 @@ func openCheckpoint(msg []byte, verifiers note.Verifiers, origin string) (ledger
 	if err != nil {
 		return p, "", err
 	}
-	if p.Origin != origin {
+	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 {
+		return p, "", fmt.Errorf("want exactly one signature, by the log's key")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(n.Sigs[0].Base64)
+	if err != nil {
+		return p, "", fmt.Errorf("the signature is not canonical base64")
+	}
+	canonical := ledger.CheckpointBody(p.Origin, p.Size, p.Root) + "\n\u2014 " + n.Sigs[0].Name + " " + base64.StdEncoding.EncodeToString(sig) + "\n"
+	if string(msg) != canonical {
+		return p, "", fmt.Errorf("the note is not in the canonical checkpoint form (origin, size and root lines, a blank line, one signature line)")
+	}
+	if origin != "" && p.Origin != origin {
 		return p, "", fmt.Errorf("signed origin %q, want %q", p.Origin, origin)
 	}
 	return p, n.Sigs[0].Name, nil
+}
+
+// checkStatement checks that msg is exactly text signed by one key of
+// verifiers named name, in canonical form.
+func checkStatement(msg []byte, verifiers note.Verifiers, name, text string) error {
+	if len(msg) == 0 {
+		return errors.New("missing")
+	}
+	n, err := note.Open(msg, verifiers)
+	if err != nil {
+		return fmt.Errorf("the signature does not verify with the given key: %w", err)
+	}
+	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 || n.Sigs[0].Name != name {
+		return fmt.Errorf("want exactly one signature, by the log's key %s", name)
+	}
+	if n.Text != text {
+		return errors.New("the signed digest is not the bundle's: the file was altered after export")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(n.Sigs[0].Base64)
+	if err != nil || string(msg) != text+"\n\u2014 "+name+" "+base64.StdEncoding.EncodeToString(sig)+"\n" {
+		return errors.New("the signed note is not in its canonical form")
+	}
+	return nil
+}
+
+var newline = []byte("\n")
+
+var (
+	errLineTooLong = errors.New("line too long")
+	errNoNewline   = errors.New("no newline at the end")
+)
+
+// lineReader reads a bundle's lines. Unlike bufio.Scanner it keeps a '\r'
+// before the newline (so a CRLF file fails the canonical comparison) and
+// refuses a last line without its newline.
+type lineReader struct {
+	r   *bufio.Reader
+	buf []byte
+	max int
+}
+
+// next returns the next line without its '\n'; the slice is valid until the
+// next call. It returns io.EOF at a clean end of input.
+func (lr *lineReader) next() ([]byte, error) {
+	lr.buf = lr.buf[:0]
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		if len(lr.buf)+len(chunk) > lr.max+1 {
+			return nil, errLineTooLong
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			lr.buf = append(lr.buf, chunk...)
+			continue
+		case err == io.EOF:
+			if len(lr.buf)+len(chunk) == 0 {
+				return nil, io.EOF
+			}
+			return nil, errNoNewline
+		case err != nil:
+			return nil, err
+		}
+		if len(lr.buf) == 0 {
+			return chunk[:len(chunk)-1], nil
+		}
+		lr.buf = append(lr.buf, chunk...)
+		return lr.buf[:len(lr.buf)-1], nil
+	}
+}
+
+// canonicalHeader returns the one byte form of h (without the newline): what
+// Auditor.Export writes. The verifier decodes each line, encodes it again
+// and refuses the line unless both are equal, which refuses in one rule
+// whitespace, member order, duplicate or unknown members, escapes,
+// non-canonical base64, numbers and times written otherwise, and nulls.
+func canonicalHeader(h BundleHeader) ([]byte, error) {
+	h.CreatedAt = h.CreatedAt.UTC()
+	h.Prefix = nonNil(h.Prefix)
+	h.TailProof = nonNil(h.TailProof)
+	if h.Since != nil {
+		s := *h.Since
+		s.Proof = nonNil(s.Proof)
+		h.Since = &s
+	}
+	return json.Marshal(h)
+}
+
+// canonicalEnd is canonicalHeader for the end record.
+func canonicalEnd(e BundleEnd) ([]byte, error) {
+	e.PriorConsents = nonNil(e.PriorConsents)
+	p := make([]PriorEvent, len(e.PriorConsents))
+	for i, c := range e.PriorConsents {
+		c.Proof = nonNil(c.Proof)
+		c.Leaf = nonNil(c.Leaf)
+		p[i] = c
+	}
+	e.PriorConsents = p
+	return json.Marshal(e)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// checkOpened checks an event record's opened fields against its leaf: none
+// unless the header says opened; when opened, one per sealed field, in the
+// leaf's order, with the same name and subject, and either a value or
+// erased. The values themselves are not covered by any hash.
+func checkOpened(opened bool, sealed []domain.SealedField, got []OpenedField) error {
+	if !opened {
+		if len(got) != 0 {
+			return errors.New("present in a bundle whose header says it is not opened")
+		}
+		return nil
+	}
+	if len(got) != len(sealed) {
+		return fmt.Errorf("%d opened fields for %d sealed fields in the leaf", len(got), len(sealed))
+	}
+	for i, f := range sealed {
+		o := got[i]
+		if o.Name != f.Name || o.Subject != string(f.Subject) {
+			return fmt.Errorf("opened field %d is %s of %s, the leaf's is %s of %s", i, o.Name, o.Subject, f.Name, f.Subject)
+		}
+		if o.Erased == (len(o.Value) > 0) {
+			return fmt.Errorf("opened field %s must have either a value or erased", o.Name)
+		}
+	}
+	return nil
 }

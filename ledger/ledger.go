@@ -446,6 +446,21 @@ func (l *Ledger) Checkpoint(ctx context.Context, tenant string) (Checkpoint, err
 	return c, nil
 }
 
+// SignStatement signs text as a note with the checkpoint signing key, for
+// statements other than checkpoints that holders of the checkpoint verifier
+// key check offline (auditor bundles). It checks the signer as Checkpoint
+// does, and refuses a text that parses as a checkpoint body, so that a
+// statement can never pass for a tree head.
+func (l *Ledger) SignStatement(ctx context.Context, text string) ([]byte, error) {
+	if _, err := ParseCheckpointBody(text); err == nil {
+		return nil, errors.New("sign statement: the text has the form of a checkpoint")
+	}
+	if err := l.CheckSigner(ctx); err != nil {
+		return nil, fmt.Errorf("sign statement: %w", err)
+	}
+	return note.Sign(&note.Note{Text: text}, l.signer)
+}
+
 // CheckpointAll makes a checkpoint for every tenant whose log grew since its
 // last one.
 func (l *Ledger) CheckpointAll(ctx context.Context) error {
