@@ -18,7 +18,6 @@ const (
 	performanceEstimate = 100 // technicianPerformance rows
 	statusEstimate      = 10  // projections
 	webhooksEstimate    = 20  // a tenant's webhook subscriptions (not paged)
-	maxVisits           = 100000
 )
 
 // limits checks a validated document's selected operation against the
@@ -74,9 +73,9 @@ func (l *limits) walk(set *ast.SelectionSet, level int, root bool) (int, int) {
 	}
 	depth, cost := level-1, 0
 	for _, sel := range set.Selections {
-		if l.visits++; l.visits > maxVisits {
-			// Fragments that expand without end.
-			l.err = coded(CodeQueryTooComplex, "the query is too large")
+		if l.visits++; l.visits > maxExpanded {
+			// Fragments that expand exponentially.
+			l.err = coded(CodeQueryTooLarge, "the query expands to more than %d selections", maxExpanded)
 			return depth, cost
 		}
 		var d, c int

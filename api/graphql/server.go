@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/graphql-go/graphql/gqlerrors"
 	"github.com/graphql-go/graphql/language/parser"
 	"github.com/graphql-go/graphql/language/source"
+	"github.com/graphql-go/graphql/language/visitor"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
@@ -28,7 +30,9 @@ const (
 	DefaultQueryTimeout  = 5 * time.Second
 	// DefaultCSVRange is the period a CSV report covers without from.
 	DefaultCSVRange = 30 * 24 * time.Hour
-	maxQueryBody    = 1 << 20
+	// maxQueryBody bounds a POST body: a query of MaxQueryBytes, escaped
+	// as JSON, and its variables.
+	maxQueryBody = 64 << 10
 )
 
 // Config wires the reporting API.
@@ -143,7 +147,7 @@ func statusOf(code string) int {
 		return http.StatusUnauthorized
 	case domain.CodeForbidden:
 		return http.StatusForbidden
-	case domain.CodeInvalid, CodeQueryTooDeep, CodeQueryTooComplex:
+	case domain.CodeInvalid, CodeQueryTooDeep, CodeQueryTooComplex, CodeQueryTooLarge:
 		return http.StatusBadRequest
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
@@ -207,7 +211,7 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxQueryBody))
 	if err != nil {
-		requestError(w, http.StatusRequestEntityTooLarge, coded(domain.CodeInvalid, "the request body is larger than the limit or unreadable"))
+		requestError(w, http.StatusRequestEntityTooLarge, coded(CodeQueryTooLarge, "the request body is unreadable or larger than %d bytes", maxQueryBody))
 		return
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
@@ -222,23 +226,114 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	writeGraphQL(w, status, res)
 }
 
-// run parses, validates, checks the limits of and executes one query for p.
+// maxValidationErrors bounds the errors validation reports: graphql-go
+// finds each error's line and column with a regular expression over the
+// query text before it, so that errors cost time in proportion to their
+// number times the query's size.
+const maxValidationErrors = 10
+
+// validationRules are graphql-go's specified rules but
+// OverlappingFieldsCanBeMergedRule, whose cost grows with the square of the
+// fields sharing a response name (and which recurses without end on a
+// fragment cycle): mergeable replaces it. Each rule stops working once
+// maxValidationErrors are reported.
+var validationRules = func() []graphql.ValidationRuleFn {
+	skip := reflect.ValueOf(graphql.OverlappingFieldsCanBeMergedRule).Pointer()
+	var rules []graphql.ValidationRuleFn
+	for _, r := range graphql.SpecifiedRules {
+		if reflect.ValueOf(r).Pointer() != skip {
+			rules = append(rules, capErrors(r))
+		}
+	}
+	return rules
+}()
+
+// capErrors wraps every visit function of rule so that it does nothing
+// once the validation has maxValidationErrors errors.
+func capErrors(rule graphql.ValidationRuleFn) graphql.ValidationRuleFn {
+	return func(vc *graphql.ValidationContext) *graphql.ValidationRuleInstance {
+		in := rule(vc)
+		if in == nil || in.VisitorOpts == nil {
+			return in
+		}
+		wrap := func(fn visitor.VisitFunc) visitor.VisitFunc {
+			if fn == nil {
+				return nil
+			}
+			return func(p visitor.VisitFuncParams) (string, any) {
+				if len(vc.Errors()) >= maxValidationErrors {
+					return visitor.ActionNoChange, nil
+				}
+				return fn(p)
+			}
+		}
+		o := *in.VisitorOpts
+		o.Enter, o.Leave = wrap(o.Enter), wrap(o.Leave)
+		if o.KindFuncMap != nil {
+			m := make(map[string]visitor.NamedVisitFuncs, len(o.KindFuncMap))
+			for k, f := range o.KindFuncMap {
+				m[k] = visitor.NamedVisitFuncs{Kind: wrap(f.Kind), Enter: wrap(f.Enter), Leave: wrap(f.Leave)}
+			}
+			o.KindFuncMap = m
+		}
+		wrapMap := func(src map[string]visitor.VisitFunc) map[string]visitor.VisitFunc {
+			if src == nil {
+				return nil
+			}
+			m := make(map[string]visitor.VisitFunc, len(src))
+			for k, f := range src {
+				m[k] = wrap(f)
+			}
+			return m
+		}
+		o.EnterKindMap, o.LeaveKindMap = wrapMap(o.EnterKindMap), wrapMap(o.LeaveKindMap)
+		return &graphql.ValidationRuleInstance{VisitorOpts: &o}
+	}
+}
+
+// run checks, parses, validates, checks the limits of and executes one
+// query for p, each stage bounded before the next starts (guard.go). The
+// query's time limit covers every stage, and ctx's end (the client gone)
+// ends it too.
 func (s *Server) run(ctx context.Context, p service.Principal, query string, vars map[string]any, operation string) (int, response) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	refuse := func(c *codedError) (int, response) {
+		return statusOf(c.code), response{Errors: []answerError{{Message: c.msg, Extensions: c.Extensions()}}}
+	}
+	if c := scan(query); c != nil {
+		return refuse(c)
+	}
 	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{Body: []byte(query), Name: "GraphQL request"})})
 	if err != nil {
 		return http.StatusBadRequest, response{Errors: s.answerErrors(ctx, []gqlerrors.FormattedError{gqlerrors.FormatError(err)}, domain.CodeInvalid)}
 	}
-	if v := graphql.ValidateDocument(&s.schema, doc, nil); !v.IsValid {
-		return http.StatusBadRequest, response{Errors: s.answerErrors(ctx, v.Errors, domain.CodeInvalid)}
+	if c := checkDocument(doc); c != nil {
+		return refuse(c)
+	}
+	if c := checkVariables(vars); c != nil {
+		return refuse(c)
 	}
 	l := &limits{maxDepth: s.cfg.MaxDepth, maxComplexity: s.cfg.MaxComplexity, maxPage: s.cfg.MaxPageSize, vars: vars}
 	if err := l.check(doc, operation); err != nil {
 		var c *codedError
 		errors.As(err, &c)
-		return http.StatusBadRequest, response{Errors: []answerError{{Message: c.msg, Extensions: c.Extensions()}}}
+		return refuse(c)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
+	if err := ctx.Err(); err != nil {
+		c, _ := toCoded(ctx, err)
+		return refuse(c)
+	}
+	if v := graphql.ValidateDocument(&s.schema, doc, validationRules); !v.IsValid {
+		return http.StatusBadRequest, response{Errors: s.answerErrors(ctx, v.Errors, domain.CodeInvalid)}
+	}
+	if c := (&mergeable{frags: fragmentsOf(doc)}).check(doc); c != nil {
+		return refuse(c)
+	}
+	if err := ctx.Err(); err != nil {
+		c, _ := toCoded(ctx, err)
+		return refuse(c)
+	}
 	ctx = context.WithValue(ctx, requestKey{}, &request{p: p, loader: newLoader()})
 	res := graphql.Execute(graphql.ExecuteParams{Schema: s.schema, AST: doc, OperationName: operation, Args: vars, Context: ctx})
 	out := response{Data: res.Data}
