@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -149,24 +150,38 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: ciphertextType})
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
 }
 
+// ciphertextType is the Content-Type of every object: what is stored is
+// encrypted, whatever it was before (a browser or a proxy that trusted a
+// video/webm label would try to play ciphertext).
+const ciphertextType = "application/octet-stream"
+
+// MediaTypeMeta is the user metadata (x-amz-meta-media-type) that keeps a
+// recording's declared media type, such as video/webm, beside its
+// ciphertext.
+const MediaTypeMeta = "Media-Type"
+
 // PutStream implements service.RecordingBlobs: a multipart upload of
 // DefaultPartSize parts, each retried up to MaxRetries times; a failed
 // upload is aborted so that no part stays behind. S3 makes the object
-// visible only when the upload completes.
+// visible only when the upload completes. The object's Content-Type is
+// application/octet-stream, since it holds ciphertext; contentType, when
+// it parses as a media type, is kept as the MediaTypeMeta user metadata.
 func (s *Store) PutStream(ctx context.Context, key string, r io.Reader, contentType string) (int64, error) {
 	if err := validKey(key); err != nil {
 		return 0, err
 	}
-	info, err := s.c.PutObject(ctx, s.bucket, key, r, -1, minio.PutObjectOptions{
-		ContentType: contentType, PartSize: s.part, DisableContentSha256: true,
-	})
+	opts := minio.PutObjectOptions{ContentType: ciphertextType, PartSize: s.part, DisableContentSha256: true}
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && len(mt) <= 255 {
+		opts.UserMetadata = map[string]string{MediaTypeMeta: mt}
+	}
+	info, err := s.c.PutObject(ctx, s.bucket, key, r, -1, opts)
 	if err != nil {
 		// minio aborts the multipart upload itself; a second try covers
 		// an abort that failed while the server was briefly away.
