@@ -13,9 +13,11 @@ import (
 
 // runBundleVerify checks an auditor bundle offline: no configuration and no
 // database, only the bundle, the verifier key and optionally an earlier
-// checkpoint. It exits 1 naming the first integrity failure, or listing the
-// privileged actions without a valid consent.
-func runBundleVerify(bundle, keyArg, sinceFile string, stdout io.Writer) error {
+// checkpoint. The origin is the key's name and the tenant, or origin and
+// tenant when given (docs/export-format.md). It exits 1 naming the first
+// integrity failure, or listing the privileged actions without a valid
+// consent.
+func runBundleVerify(bundle, keyArg, sinceFile, origin, tenant string, stdout io.Writer) error {
 	if keyArg == "" {
 		return exitError{code: 2, msg: "verify --bundle needs --key (the checkpoint verifier key, or a file holding it)"}
 	}
@@ -23,7 +25,7 @@ func runBundleVerify(bundle, keyArg, sinceFile string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := compliance.BundleVerifyOptions{Verifiers: verifiers}
+	opts := compliance.BundleVerifyOptions{Verifiers: verifiers, Origin: origin, Tenant: tenant}
 	if sinceFile != "" {
 		if opts.Since, err = os.ReadFile(sinceFile); err != nil {
 			return fmt.Errorf("--since: %w", err)

@@ -101,3 +101,66 @@ func TestExportAndOfflineVerifyCommands(t *testing.T) {
 		t.Errorf("verify --bundle without --key: %v", err)
 	}
 }
+
+// vigil export --since refuses a note its own verifier would refuse, before
+// writing anything; vigil verify --bundle pins the origin and the tenant.
+func TestExportSinceStrictAndVerifyPins(t *testing.T) {
+	db := pgtest.New(t)
+	dir := t.TempDir()
+	appendSome(t, db.URL, dir, 6)
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error"})
+	offline := envFunc(map[string]string{"VIGIL_DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=1", "VIGIL_DATA_DIR": t.TempDir()})
+	_, vkey, err := keys.ReadSigningKey(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	bundle := filepath.Join(tmp, "acme.jsonl")
+	if err := run(ctx, []string{"export", "--tenant", "acme", "-o", bundle}, env, io.Discard, io.Discard); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	b, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h compliance.BundleHeader
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	if err := json.Unmarshal(line, &h); err != nil {
+		t.Fatal(err)
+	}
+	appendSome(t, db.URL, dir, 2)
+
+	for name, note := range map[string]string{
+		"trailing blank line": h.Checkpoint.Note + "\n",
+		"broken signature":    h.Checkpoint.Note[:len(h.Checkpoint.Note)-6] + "AAAAA\n",
+	} {
+		cp := filepath.Join(tmp, "cp")
+		if err := os.WriteFile(cp, []byte(note), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(tmp, "refused.jsonl")
+		err := run(ctx, []string{"export", "--tenant", "acme", "--since", cp, "-o", out}, env, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "not, byte for byte, a checkpoint this log signed") {
+			t.Errorf("%s: export --since: %v", name, err)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: a refused export left %s", name, out)
+		}
+	}
+
+	for _, tt := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"--origin", "vigil.local", "--tenant", "acme"}, true},
+		{[]string{"--origin", "evil.example"}, false},
+		{[]string{"--tenant", "globex"}, false},
+	} {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"verify", "--bundle", bundle, "--key", vkey}, tt.args...), offline, &out, io.Discard)
+		if (err == nil) != tt.ok {
+			t.Errorf("verify --bundle %v: %v\n%s", tt.args, err, out.String())
+		}
+	}
+}

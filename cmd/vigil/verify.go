@@ -26,11 +26,12 @@ func runVerify(ctx context.Context, args []string, env func(string) string, stdo
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	bundle := fs.String("bundle", "", "verify this auditor bundle offline, with no database (needs --key)")
 	since := fs.String("since", "", "with --bundle: a file holding an earlier checkpoint note the bundle must extend")
+	origin := fs.String("origin", "", "with --bundle: the log origin prefix (VIGIL_LOG_ORIGIN of the exporting deployment) the checkpoint key must be named after (default: the key's name)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *bundle != "" {
-		return runBundleVerify(*bundle, *keyArg, *since, stdout)
+		return runBundleVerify(*bundle, *keyArg, *since, *origin, *tenant, stdout)
 	}
 	if err := cfg.validate(); err != nil {
 		return err
