@@ -25,6 +25,9 @@ const (
 	CodeRecordingRequired = "recording_required"
 	CodeDisabled          = "disabled"
 	CodeInternal          = "internal"
+	// CodeUnavailable: a store (the database) cannot be reached just now;
+	// the same request may succeed when retried a little later.
+	CodeUnavailable = "unavailable"
 )
 
 // Error is the coded error that crosses the boundary. Message is safe to show
@@ -114,6 +117,12 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrWeakPassword: the password does not meet the group's policy.
 	ErrWeakPassword = errors.New("password does not meet the policy")
+	// ErrUnavailable: the database (or another store) cannot be reached
+	// just now: the connection was refused or lost, the server is shutting
+	// down or starting up, or no connection came free in time. Adapters
+	// wrap their driver's error with it; a retry a little later is the
+	// answer.
+	ErrUnavailable = errors.New("the service is unavailable for a moment; retry shortly")
 )
 
 // coded returns an *Error of code with a formatted message that also
@@ -142,4 +151,5 @@ var sentinelCodes = []sentinelCode{
 	{ErrDisabled, CodeDisabled},
 	{ErrUnauthenticated, CodeUnauthenticated},
 	{ErrWeakPassword, CodeWeakPassword},
+	{ErrUnavailable, CodeUnavailable},
 }

@@ -39,12 +39,12 @@ func fromNullTime(t *time.Time) time.Time {
 }
 
 // notFound turns pgx.ErrNoRows into domain.ErrNotFound, naming what was
-// missing.
+// missing, and a lost connection into domain.ErrUnavailable.
 func notFound(err error, format string, args ...any) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), domain.ErrNotFound)
 	}
-	return err
+	return unavailable(err)
 }
 
 // translateIdentity is translate, plus a foreign key violation (a row naming

@@ -127,7 +127,7 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	// in one pipelined batch; every write and COMMIT in another.
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", acquireFailed(err))
 	}
 	defer c.Release()
 	conn := c.Conn()
@@ -139,6 +139,7 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 				_ = conn.Close(context.WithoutCancel(ctx))
 			}
 		}
+		err = unavailable(err)
 	}()
 
 	b := &pgx.Batch{}
@@ -439,18 +440,18 @@ func scanEvent(rows pgx.Rows) (domain.Event, error) {
 func (s *Store) queryEvents(ctx context.Context, sql string, args ...any) ([]domain.Event, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	defer rows.Close()
 	var out []domain.Event
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
-			return nil, err
+			return nil, unavailable(err)
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	return out, unavailable(rows.Err())
 }
 
 // ReadStream implements ledger.Store.
@@ -479,7 +480,7 @@ func (s *Store) EventByID(ctx context.Context, id [16]byte) (domain.Event, error
 func (s *Store) Head(ctx context.Context) (int64, error) {
 	var head int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head)
-	return head, err
+	return head, unavailable(err)
 }
 
 // Tenants implements ledger.Store.
@@ -629,13 +630,15 @@ func (s *Store) Checkpoints(ctx context.Context, tenant string) ([]ledger.Checkp
 	return cps, err
 }
 
-// translate maps driver errors the callers branch on to domain sentinels.
+// translate maps driver errors the callers branch on to domain sentinels:
+// a unique violation to domain.ErrConflict, a lost or refused connection to
+// domain.ErrUnavailable (unavailable).
 func translate(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return fmt.Errorf("%s: %w", pgErr.ConstraintName, domain.ErrConflict)
 	}
-	return err
+	return unavailable(err)
 }
 
 // eventCols holds the rows of a commit as column arrays, for one

@@ -54,6 +54,10 @@ func statusOf(code string) int {
 
 const codeTooLarge = "too_large"
 
+// retryAfterUnavailable is the Retry-After, in seconds, of an answer of
+// code unavailable (a database outage or restart).
+const retryAfterUnavailable = "2"
+
 type errorBody struct {
 	Error struct {
 		Code    string         `json:"code"`
@@ -88,6 +92,11 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var weak *service.WeakPasswordError
 	if errors.As(err, &weak) {
 		body.Error.Details = map[string]any{"strength": weak.Strength}
+	}
+	if code == domain.CodeUnavailable && w.Header().Get("Retry-After") == "" {
+		// The database is out of reach (domain.ErrUnavailable): nothing
+		// went wrong with the request, so say when to try it again.
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 	}
 	writeJSON(w, statusOf(code), body)
 }
