@@ -32,6 +32,9 @@ type Options struct {
 	MaxBody int64
 	// Metrics, when set, serves GET /metrics (Prometheus).
 	Metrics http.Handler
+	// HTTPMetrics, when set, counts and times every request by route and
+	// status (httpmetrics.go); register it where Metrics reads.
+	HTTPMetrics *HTTPMetrics
 	// GraphQL, when set, serves /graphql.
 	GraphQL http.Handler
 	// Reports, when set, serves GET /v1/reports/{name}.csv.
@@ -101,14 +104,14 @@ func New(opts Options) http.Handler {
 		a.webhooksRoutes(mux)
 		a.relayRoutes(mux)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return opts.HTTPMetrics.wrap(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A recording streams gigabytes; its service enforces the tenant's
 		// maximum size itself.
 		if !(opts.Recordings != nil && RecordingUpload(r)) {
 			r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBody)
 		}
 		lim.serve(w, r, mux)
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

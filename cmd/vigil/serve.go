@@ -60,7 +60,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		_ = runner.Run(projCtx)
 	}()
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(runner, newHealthCollector(sys.pool, sys.logStore, log),
+	httpMetrics := httpapi.NewHTTPMetrics()
+	registry.MustRegister(runner, newHealthCollector(sys.pool, sys.logStore, log), httpMetrics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	schedCtx, stopScheduler := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopScheduler()
@@ -133,6 +134,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Logger:         log,
 		Service:        sys.service,
 		Metrics:        metricsAuth(cfg.MetricsToken, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})),
+		HTTPMetrics:    httpMetrics,
 		TrustedProxies: proxies,
 		Audit:          compliance.NewAuditor(sys.ledger),
 		Recordings:     recordings,
