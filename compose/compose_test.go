@@ -374,7 +374,7 @@ func TestComposeConfig(t *testing.T) {
 			want, wantEnv := []string{"postgres", "minio"}, map[string]string{"VIGIL_LOG_STORE": "postgres", "VIGIL_BUS": "postgres"}
 			if len(files) > 1 {
 				want = append(want, "nats", "kurrentdb")
-				wantEnv = map[string]string{"VIGIL_LOG_STORE": "kurrentdb", "VIGIL_BUS": "nats://nats:4222"}
+				wantEnv = map[string]string{"VIGIL_LOG_STORE": "kurrentdb", "VIGIL_BUS": "nats://nats:4222", "VIGIL_BUS_PREFIX": "vigil"}
 			}
 			if len(files) == 1 && strings.Join(names, " ") != "minio postgres vigil" {
 				t.Errorf("the default stack starts %v, want minio postgres vigil", names)
