@@ -34,6 +34,9 @@ func csvError(w http.ResponseWriter, c *codedError) {
 	if c.code == domain.CodeNotFound {
 		status = http.StatusNotFound
 	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "2")
+	}
 	w.WriteHeader(status)
 	var body struct {
 		Error struct {

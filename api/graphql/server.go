@@ -131,6 +131,9 @@ type answerError struct {
 func writeGraphQL(w http.ResponseWriter, status int, r response) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "2") // the database is out of reach for a moment
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(r)
 }
@@ -151,6 +154,8 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
+	case domain.CodeUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
