@@ -265,9 +265,10 @@ func TestLimits(t *testing.T) {
 		fragment E on SessionConnection { edges { ...N } }
 		fragment N on SessionEdge { node { chat { text } } }`, nil, http.StatusBadRequest, gql.CodeQueryTooDeep)
 	shallow.ok(e.keys["admin"], `{ sessions { edges { node { id } } } }`, nil)
-	// The default depth limit, 10, refuses an introspection query that
-	// nests types deeply.
-	e.fails(e.keys["admin"], `{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }`,
+	// Introspection is bounded apart (MaxIntrospectionDepth): 11 levels
+	// answer, 21 do not.
+	e.ok(e.keys["admin"], `{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }`, nil)
+	e.fails(e.keys["admin"], `{ __schema { types { fields { type { `+strings.Repeat("ofType { ", 16)+`name`+strings.Repeat(" }", 16)+` } } } } }`,
 		nil, http.StatusBadRequest, gql.CodeQueryTooDeep)
 	e.ok(e.keys["admin"], `{ sessions(first: 100) { edges { node { id chat(first: 5) { text } } } } }`, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/graphql-go/graphql"
 	"github.com/graphql-go/graphql/language/ast"
 )
 
@@ -25,11 +26,15 @@ const (
 // `first` against the page-size cap. Complexity counts one per field, and
 // multiplies the cost of a list field's selection by the number of items it
 // may return (its `first`, or the default).
+// Introspection fields are counted apart (introspection.go).
 type limits struct {
 	maxDepth, maxComplexity, maxPage int
+	schema                           *graphql.Schema
 	vars                             map[string]any
 	fragments                        map[string]*ast.FragmentDefinition
 	visits                           int
+	intro                            *introspection
+	introDepth                       int
 	err                              error
 }
 
@@ -51,10 +56,15 @@ func (l *limits) check(doc *ast.Document, operation string) error {
 	if op == nil || (operation == "" && ops > 1) {
 		return nil // the executor reports the missing operation
 	}
-	depth, cost := l.walk(op.SelectionSet, 1, true)
+	l.intro = &introspection{schema: l.schema, frags: l.fragments, vars: l.vars}
+	depth, cost := l.walk(op.SelectionSet, 1, true, l.maxDepth)
 	switch {
 	case l.err != nil:
 		return l.err
+	case l.introDepth > MaxIntrospectionDepth:
+		return coded(CodeQueryTooDeep, "the query's introspection is more than %d levels deep", MaxIntrospectionDepth)
+	case l.intro.fields > MaxIntrospectionFields:
+		return coded(CodeQueryTooComplex, "the query's introspection resolves more than %d fields", MaxIntrospectionFields)
 	case depth > l.maxDepth:
 		return coded(CodeQueryTooDeep, "the query is %d levels deep; the limit is %d", depth, l.maxDepth)
 	case cost > l.maxComplexity:
@@ -64,11 +74,12 @@ func (l *limits) check(doc *ast.Document, operation string) error {
 }
 
 // walk returns the depth reached under set (fields at level) and its cost.
-func (l *limits) walk(set *ast.SelectionSet, level int, root bool) (int, int) {
+// It stops going deeper past maxDepth.
+func (l *limits) walk(set *ast.SelectionSet, level int, root bool, maxDepth int) (int, int) {
 	if set == nil || l.err != nil {
 		return level - 1, 0
 	}
-	if level > l.maxDepth+1 {
+	if level > maxDepth+1 {
 		return level, 0 // too deep already: no need to look further
 	}
 	depth, cost := level-1, 0
@@ -85,14 +96,21 @@ func (l *limits) walk(set *ast.SelectionSet, level int, root bool) (int, int) {
 				d, c = level, 0
 				break
 			}
-			d, c = l.walk(s.SelectionSet, level+1, false)
+			if root && (s.Name.Value == "__schema" || s.Name.Value == "__type") {
+				l.intro.root(s)
+				id, _ := l.walk(s.SelectionSet, level+1, false, MaxIntrospectionDepth)
+				l.introDepth = max(l.introDepth, id)
+				d, c = level, 0
+				break
+			}
+			d, c = l.walk(s.SelectionSet, level+1, false, maxDepth)
 			d = max(d, level)
 			c = 1 + l.multiplier(s, root)*c
 		case *ast.InlineFragment:
-			d, c = l.walk(s.SelectionSet, level, root)
+			d, c = l.walk(s.SelectionSet, level, root, maxDepth)
 		case *ast.FragmentSpread:
 			if f := l.fragments[s.Name.Value]; f != nil {
-				d, c = l.walk(f.SelectionSet, level, root)
+				d, c = l.walk(f.SelectionSet, level, root, maxDepth)
 			}
 		}
 		depth = max(depth, d)

@@ -319,7 +319,7 @@ func (s *Server) run(ctx context.Context, p service.Principal, query string, var
 	if c := checkVariables(vars); c != nil {
 		return refuse(c)
 	}
-	l := &limits{maxDepth: s.cfg.MaxDepth, maxComplexity: s.cfg.MaxComplexity, maxPage: s.cfg.MaxPageSize, vars: vars}
+	l := &limits{maxDepth: s.cfg.MaxDepth, maxComplexity: s.cfg.MaxComplexity, maxPage: s.cfg.MaxPageSize, schema: &s.schema, vars: vars}
 	if err := l.check(doc, operation); err != nil {
 		var c *codedError
 		errors.As(err, &c)
