@@ -35,6 +35,8 @@ var (
 		"Age of the tenant's latest signed checkpoint.", []string{"tenant"}, nil)
 	subscriberLagDesc = prometheus.NewDesc("vigil_subscriber_lag_events",
 		"Events committed to the log that a subscriber (projection, webhooks.fanout, bus.dispatch) has not handled yet.", []string{"subscriber"}, nil)
+	subscriberQuarantinedDesc = prometheus.NewDesc("vigil_subscriber_quarantined_events",
+		"Events a subscriber could not apply and set aside in projection_quarantine (see projectionStatus); alert when above 0.", []string{"subscriber"}, nil)
 	webhookPendingDesc = prometheus.NewDesc("vigil_webhook_deliveries_pending",
 		"Webhook deliveries waiting for a (next) attempt.", nil, nil)
 	webhookOverdueDesc = prometheus.NewDesc("vigil_webhook_deliveries_overdue",
@@ -53,7 +55,7 @@ func newHealthCollector(pool *pgxpool.Pool, log ledger.Store, lg *slog.Logger) *
 
 // Describe implements prometheus.Collector.
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{unsignedDesc, checkpointAgeDesc, subscriberLagDesc,
+	for _, d := range []*prometheus.Desc{unsignedDesc, checkpointAgeDesc, subscriberLagDesc, subscriberQuarantinedDesc,
 		webhookPendingDesc, webhookOverdueDesc, erasurePendingDesc, erasureOverdueDesc, erasureFailingDesc} {
 		ch <- d
 	}
@@ -123,18 +125,21 @@ func (c *healthCollector) subscribers(ctx context.Context, gauge func(*prometheu
 	if err != nil {
 		return err
 	}
-	rows, err := c.pool.Query(ctx, `SELECT name, position FROM projection_positions ORDER BY name`)
+	rows, err := c.pool.Query(ctx, `SELECT p.name, p.position,
+			(SELECT count(*) FROM projection_quarantine q WHERE q.projection = p.name)
+		FROM projection_positions p ORDER BY p.name`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
-		var pos int64
-		if err := rows.Scan(&name, &pos); err != nil {
+		var pos, quarantined int64
+		if err := rows.Scan(&name, &pos, &quarantined); err != nil {
 			return err
 		}
 		gauge(subscriberLagDesc, float64(max(head-pos, 0)), name)
+		gauge(subscriberQuarantinedDesc, float64(quarantined), name)
 	}
 	return rows.Err()
 }

@@ -38,6 +38,8 @@ func TestHealthCollector(t *testing.T) {
 	}
 	for _, q := range []string{
 		`INSERT INTO projection_positions VALUES ('reporting', 25, now()), ('webhooks.fanout', 7, now())`,
+		`INSERT INTO projection_quarantine (projection, position, event_id, tenant, type, error) VALUES
+			('webhooks.fanout', 3, gen_random_uuid(), 'acme', 'session.chat_message', 'boom')`,
 		`INSERT INTO erasure_requests (id, tenant, subject, scope, state, requested_at, due_at, attempts, last_error) VALUES
 			(gen_random_uuid(), 'acme', 'session:1', 'all', 'pending', now(), now() + interval '1 day', 0, ''),
 			(gen_random_uuid(), 'acme', 'session:2', 'all', 'pending', now(), now() - interval '1 hour', 3, 'boom'),
@@ -66,13 +68,18 @@ vigil_erasure_requests_pending 2
 # TYPE vigil_subscriber_lag_events gauge
 vigil_subscriber_lag_events{subscriber="reporting"} 0
 vigil_subscriber_lag_events{subscriber="webhooks.fanout"} 18
+# HELP vigil_subscriber_quarantined_events Events a subscriber could not apply and set aside in projection_quarantine (see projectionStatus); alert when above 0.
+# TYPE vigil_subscriber_quarantined_events gauge
+vigil_subscriber_quarantined_events{subscriber="reporting"} 0
+vigil_subscriber_quarantined_events{subscriber="webhooks.fanout"} 1
 # HELP vigil_webhook_deliveries_pending Webhook deliveries waiting for a (next) attempt.
 # TYPE vigil_webhook_deliveries_pending gauge
 vigil_webhook_deliveries_pending 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"vigil_checkpoint_unsigned_events", "vigil_erasure_requests_failing", "vigil_erasure_requests_overdue",
-		"vigil_erasure_requests_pending", "vigil_subscriber_lag_events", "vigil_webhook_deliveries_pending"); err != nil {
+		"vigil_erasure_requests_pending", "vigil_subscriber_lag_events", "vigil_subscriber_quarantined_events",
+		"vigil_webhook_deliveries_pending"); err != nil {
 		t.Error(err)
 	}
 	// The checkpoint's age is the clock minus its creation.
