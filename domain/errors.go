@@ -24,6 +24,7 @@ const (
 	CodeWeakPassword      = "weak_password"
 	CodeRecordingRequired = "recording_required"
 	CodeDisabled          = "disabled"
+	CodeRateLimited       = "rate_limited"
 	CodeInternal          = "internal"
 	// CodeUnavailable: a store (the database) cannot be reached just now;
 	// the same request may succeed when retried a little later.

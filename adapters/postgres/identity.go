@@ -19,6 +19,7 @@ var (
 	_ service.IdentityStore    = (*Store)(nil)
 	_ service.IdempotencyStore = (*Store)(nil)
 	_ service.ActivityStore    = (*Store)(nil)
+	_ service.LoginLimiter     = (*Store)(nil)
 )
 
 // nullTime maps the zero time, which the service types use for "not set",
@@ -218,6 +219,107 @@ func (s *Store) SetTOTP(ctx context.Context, tenant, technicianID string, secret
 	return s.execOne(ctx, fmt.Sprintf("set totp of %s/%s", tenant, technicianID),
 		`UPDATE technician_credentials SET totp_secret = $3, totp_pending = $4 WHERE tenant = $1 AND technician_id = $2`,
 		tenant, technicianID, secret, pending)
+}
+
+// UseTOTPStep implements service.IdentityStore: one conditional UPDATE,
+// so that of concurrent uses of one step, on any node, exactly one wins.
+func (s *Store) UseTOTPStep(ctx context.Context, tenant, technicianID string, step int64) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE technician_credentials SET totp_last_step = $3
+		WHERE tenant = $1 AND technician_id = $2 AND (totp_last_step IS NULL OR totp_last_step < $3)`,
+		tenant, technicianID, step)
+	if err != nil {
+		return false, fmt.Errorf("use totp step of %s/%s: %w", tenant, technicianID, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	if _, err := s.Credential(ctx, tenant, technicianID); err != nil {
+		return false, fmt.Errorf("use totp step: %w", err)
+	}
+	return false, nil
+}
+
+// ReserveLoginFailure implements service.LoginLimiter with one statement:
+// the row's lock orders concurrent reservations, and the conditional
+// update refuses the one past the limit.
+func (s *Store) ReserveLoginFailure(ctx context.Context, addressKey []byte, window time.Time, limit int) (bool, error) {
+	if limit < 1 {
+		return false, nil
+	}
+	rows, _ := s.pool.Query(ctx, `INSERT INTO login_address_failures AS f (address_key, window_start, failures)
+		VALUES ($1, $2, 1)
+		ON CONFLICT (address_key, window_start) DO UPDATE SET failures = f.failures + 1 WHERE f.failures < $3
+		RETURNING failures`, addressKey, window, limit)
+	n, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return false, fmt.Errorf("reserve login failure: %w", err)
+	}
+	return len(n) == 1, nil
+}
+
+// ForgiveLoginFailure implements service.LoginLimiter. Forgiving what is
+// not counted (a purged window) does nothing.
+func (s *Store) ForgiveLoginFailure(ctx context.Context, addressKey []byte, window time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE login_address_failures SET failures = failures - 1
+		WHERE address_key = $1 AND window_start = $2 AND failures > 0`, addressKey, window)
+	if err != nil {
+		return fmt.Errorf("forgive login failure: %w", err)
+	}
+	return nil
+}
+
+// CountAccountFailure implements service.LoginLimiter in one transaction
+// that locks the name's row, so that concurrent failures all count.
+func (s *Store) CountAccountFailure(ctx context.Context, tenant string, emailIndex []byte, now time.Time, threshold int, lockFor time.Duration) (bool, error) {
+	locked := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO login_account_failures (tenant, email_index, failures, updated_at)
+			VALUES ($1, $2, 0, $3) ON CONFLICT (tenant, email_index) DO NOTHING`, tenant, emailIndex, now); err != nil {
+			return err
+		}
+		var (
+			failures int
+			until    *time.Time
+		)
+		if err := tx.QueryRow(ctx, `SELECT failures, locked_until FROM login_account_failures
+			WHERE tenant = $1 AND email_index = $2 FOR UPDATE`, tenant, emailIndex).Scan(&failures, &until); err != nil {
+			return err
+		}
+		if until != nil && now.Before(*until) {
+			locked = true
+			return nil
+		}
+		if until != nil {
+			// The lockout expired: counting starts again.
+			failures, until = 0, nil
+		}
+		failures++
+		if failures >= threshold {
+			u := now.Add(lockFor)
+			until = &u
+		}
+		_, err := tx.Exec(ctx, `UPDATE login_account_failures SET failures = $3, locked_until = $4, updated_at = $5
+			WHERE tenant = $1 AND email_index = $2`, tenant, emailIndex, failures, until, now)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("count login failure: %w", err)
+	}
+	return locked, nil
+}
+
+// PurgeLoginFailures implements service.LoginLimiter.
+func (s *Store) PurgeLoginFailures(ctx context.Context, cutoff time.Time) (int, error) {
+	a, err := s.pool.Exec(ctx, `DELETE FROM login_address_failures WHERE window_start < $1`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("purge login failures: %w", err)
+	}
+	b, err := s.pool.Exec(ctx, `DELETE FROM login_account_failures
+		WHERE updated_at < $1 AND (locked_until IS NULL OR locked_until < $1)`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("purge login failures: %w", err)
+	}
+	return int(a.RowsAffected() + b.RowsAffected()), nil
 }
 
 const tokenColumns = `id, tenant, technician_id, hash, scope, created_at, last_seen_at, expires_at, ended_at`

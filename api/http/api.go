@@ -44,6 +44,8 @@ func statusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case domain.CodeLockedOut:
 		return http.StatusLocked
+	case domain.CodeRateLimited:
+		return http.StatusTooManyRequests
 	case codeRequestTimeout:
 		return http.StatusRequestTimeout
 	case codeUnavailable:
@@ -92,6 +94,10 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var weak *service.WeakPasswordError
 	if errors.As(err, &weak) {
 		body.Error.Details = map[string]any{"strength": weak.Strength}
+	}
+	var limited *service.RateLimitedError
+	if errors.As(err, &limited) {
+		w.Header().Set("Retry-After", limited.RetryAfterSeconds())
 	}
 	if code == domain.CodeUnavailable && w.Header().Get("Retry-After") == "" {
 		// The database is out of reach (domain.ErrUnavailable): nothing

@@ -187,6 +187,8 @@ func TestTOTPEnrolmentAndEnforcement(t *testing.T) {
 
 	e.want(e.login("totp@example.com", goodPassword), 401, "unauthenticated")
 	e.want(e.login("totp@example.com", goodPassword, map[string]any{"totp": "999999"}), 401, "unauthenticated")
+	// The code that confirmed the enrolment is used up: the next step's.
+	e.clock.Advance(30 * time.Second)
 	full := e.want(e.login("totp@example.com", goodPassword, map[string]any{"totp": code()}), 200, "")
 	if full.str("scope") != "full" {
 		t.Errorf("scope %q after enrolment", full.str("scope"))

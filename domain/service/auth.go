@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -120,16 +121,35 @@ type LoginResult struct {
 
 // Login authenticates a technician and issues a token. Every outcome is
 // recorded on the technician's stream (a failure for an unknown e-mail on
-// the tenant's stream when the tenant is known). Errors: unauthenticated for
-// a wrong e-mail, password or TOTP code; locked_out, ip_not_allowed,
-// disabled; password_change_required when a change is due and no new
-// password was given; weak_password for a new password the policy refuses;
-// invalid when the e-mail exists in several tenants and none was named.
+// the tenant's stream when the tenant is known). An unknown e-mail address
+// answers as an account with a wrong password does: the same errors, the
+// same lockout after the default threshold, about the same time. Errors:
+// unauthenticated for a wrong e-mail, password or TOTP code (a code is
+// accepted once: a replay is a wrong code); locked_out; rate_limited
+// (a *RateLimitedError) once the client address failed too often, before
+// anything is checked; ip_not_allowed and disabled, only with the right
+// password (with a wrong one they are a wrong password); password_change_required
+// when a change is due and no new password was given; weak_password for a
+// new password the policy refuses; invalid when the e-mail exists in
+// several tenants and none was named.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, error) {
 	email := normalizeEmail(req.Email)
 	if email == "" || req.Password == "" {
 		return LoginResult{}, domain.Errorf(domain.CodeInvalid, "email and password are required")
 	}
+	slot, err := s.reserveAddress(ctx, req.IP)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	res, err := s.login(ctx, req, email)
+	if !failedLogin(err) {
+		s.forgive(ctx, slot)
+	}
+	return res, err
+}
+
+func (s *Service) login(ctx context.Context, req LoginRequest, email string) (LoginResult, error) {
+	start := time.Now()
 	idx, err := s.crypto.BlindIndex(ctx, emailPurpose, email)
 	if err != nil {
 		return LoginResult{}, err
@@ -152,16 +172,25 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 		cred = &creds[i]
 	}
 	if cred == nil {
-		// Spend the time a password check takes, so that timing does not
-		// tell registered addresses from others.
-		CheckPassword(dummyHash, req.Password)
+		// Spend what a failed login of an account spends: a password check
+		// of the same cost, a write, the log's append when the tenant is
+		// known, and then the typical time of the rest.
+		CheckPassword(dummyHash(), req.Password)
 		if req.Tenant != "" {
 			s.recordUnknownUser(ctx, req.Tenant)
 		}
-		return LoginResult{}, errUnauthenticated("wrong e-mail address or password")
+		err := s.nameFailure(ctx, req.Tenant, idx)
+		s.padLogin(ctx, start)
+		return LoginResult{}, err
 	}
 
-	return retry(ctx, func() (LoginResult, error) {
+	// The secrets are checked once, whatever the retries on a version
+	// clash: a TOTP code is used up by its check.
+	var (
+		pwChecked, pwOK     bool
+		totpChecked, totpOK bool
+	)
+	res, err := retry(ctx, func() (LoginResult, error) {
 		tech, err := s.loadTechnician(ctx, cred.Tenant, cred.TechnicianID)
 		if err != nil {
 			return LoginResult{}, err
@@ -176,9 +205,18 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 				return LoginResult{}, err
 			}
 		}
-		attempt := domain.LoginAttempt{IP: req.IP, PasswordOK: CheckPassword(cred.PasswordHash, req.Password)}
-		if tech.TwoFactorEnrolled() && attempt.PasswordOK {
-			attempt.SecondFactorOK = s.checkTOTP(ctx, cred, cred.TOTPSecret, req.TOTP)
+		if !pwChecked {
+			pwOK, pwChecked = CheckPassword(cred.PasswordHash, req.Password), true
+		}
+		attempt := domain.LoginAttempt{IP: req.IP, PasswordOK: pwOK}
+		if tech.TwoFactorEnrolled() && pwOK {
+			if !totpChecked {
+				if totpOK, err = s.checkTOTP(ctx, cred, cred.TOTPSecret, req.TOTP); err != nil {
+					return LoginResult{}, err
+				}
+				totpChecked = true
+			}
+			attempt.SecondFactorOK = totpOK
 		}
 		actor := domain.Actor{Kind: domain.ActorTechnician, ID: tech.ID()}
 		cmd := domain.Cmd{Actor: actor, At: s.Now()}
@@ -216,6 +254,24 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 		}
 		return s.issueToken(ctx, cred.Tenant, tech.ID(), scope, policy.ConsoleInactivityTimeout.Duration())
 	})
+	switch domain.ErrorCode(err) {
+	case domain.CodeDisabled, domain.CodeIPNotAllowed:
+		if !pwOK {
+			// Refused before the password counted: without the right
+			// password, answer as for a name with no account.
+			err = s.nameFailure(ctx, req.Tenant, idx)
+		}
+	case domain.CodeLockedOut:
+		err = errLockedOut()
+	case domain.CodeUnauthenticated:
+		if !pwOK {
+			err = errBadLogin()
+		}
+	}
+	if failedLogin(err) {
+		s.loginTime.observe(time.Since(start))
+	}
+	return res, err
 }
 
 func checkNewPassword(p domain.PasswordPolicy, pw string) error {
@@ -275,20 +331,44 @@ func (s *Service) issueToken(ctx context.Context, tenant, technicianID, scope st
 }
 
 func totpOpts() totp.ValidateOpts {
-	return totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+	return totp.ValidateOpts{Period: totpPeriod, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
 }
 
-func (s *Service) checkTOTP(ctx context.Context, cred *Credential, sealed []byte, code string) bool {
-	if len(sealed) == 0 || code == "" {
-		return false
+// checkTOTP reports whether code is valid now for the sealed secret (the
+// step before and after count too, for clocks that drift) and was not
+// accepted before: the step it belongs to is recorded for the technician,
+// atomically in the identity store, so that a code is accepted once across
+// every node; a code of that step or an earlier one is refused.
+func (s *Service) checkTOTP(ctx context.Context, cred *Credential, sealed []byte, code string) (bool, error) {
+	if len(sealed) == 0 || len(code) != 6 {
+		return false, nil
 	}
 	secret, err := s.crypto.OpenSecret(ctx, cred.Tenant, domain.TechnicianSubject(cred.TechnicianID), totpPurpose, sealed)
 	if err != nil {
 		s.logger.Warn("TOTP secret does not open", "technician", cred.TechnicianID, "err", err)
-		return false
+		return false, nil
 	}
-	ok, err := totp.ValidateCustom(code, string(secret), s.Now(), totpOpts())
-	return err == nil && ok
+	step, ok := totpStep(string(secret), code, s.Now())
+	if !ok {
+		return false, nil
+	}
+	return s.ids.UseTOTPStep(ctx, cred.Tenant, cred.TechnicianID, step)
+}
+
+// totpPeriod is the TOTP time step, in seconds.
+const totpPeriod = 30
+
+// totpStep returns the time step (Unix time / 30) among now's and its
+// neighbours whose code is code.
+func totpStep(secret, code string, now time.Time) (int64, bool) {
+	step := now.Unix() / totpPeriod
+	for _, st := range []int64{step - 1, step, step + 1} {
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(st*totpPeriod, 0).UTC(), totpOpts())
+		if err == nil && subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			return st, true
+		}
+	}
+	return 0, false
 }
 
 // TOTPEnrollment is a second factor being enrolled.
@@ -331,7 +411,11 @@ func (s *Service) EnrollTOTP(ctx context.Context, p Principal, code string) (TOT
 	if len(cred.TOTPPending) == 0 {
 		return TOTPEnrollment{}, &domain.Error{Code: domain.CodeConflict, Message: "no enrolment is pending: ask for a secret first", Err: domain.ErrConflict}
 	}
-	if !s.checkTOTP(ctx, &cred, cred.TOTPPending, code) {
+	ok, err := s.checkTOTP(ctx, &cred, cred.TOTPPending, code)
+	if err != nil {
+		return TOTPEnrollment{}, err
+	}
+	if !ok {
 		return TOTPEnrollment{}, errUnauthenticated("wrong second-factor code")
 	}
 	_, err = retry(ctx, func() ([]domain.Event, error) {

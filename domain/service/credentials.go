@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"golang.org/x/crypto/scrypt"
@@ -65,14 +66,16 @@ func CheckPassword(hash, password string) bool {
 }
 
 // dummyHash is checked against when the e-mail is unknown, so that an
-// unknown address costs the same time as a wrong password.
-var dummyHash = func() string {
+// unknown address costs the same time as a wrong password: a hash of the
+// same parameters as every new one, made on first use (not at start: it
+// costs a password hash).
+var dummyHash = sync.OnceValue(func() string {
 	h, err := HashPassword("not a password: timing equaliser")
 	if err != nil {
 		panic(err)
 	}
 	return h
-}()
+})
 
 // PasswordStrength scores password from 0 (very weak) to 4 (strong) by its
 // length and the character classes it mixes; a weak_password error reports

@@ -121,6 +121,13 @@ type IdentityStore interface {
 	UpdatePassword(ctx context.Context, tenant, technicianID, hash string, at time.Time) error
 	// SetTOTP replaces the enrolled and pending sealed secrets.
 	SetTOTP(ctx context.Context, tenant, technicianID string, secret, pending []byte) error
+	// UseTOTPStep records that a code of time step step (Unix time / 30)
+	// was accepted for the technician, atomically and only when step is
+	// after the last step recorded: it reports false, changing nothing, for
+	// a step at or before it (a replayed code), so that of two nodes
+	// accepting one code at once exactly one gets true.
+	// domain.ErrNotFound when there is no such credential.
+	UseTOTPStep(ctx context.Context, tenant, technicianID string, step int64) (bool, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	Token(ctx context.Context, id string) (Token, error)
@@ -135,6 +142,34 @@ type IdentityStore interface {
 	// EndTechnicianTokens ends every live token of the technician (on
 	// disable) and returns how many it ended.
 	EndTechnicianTokens(ctx context.Context, tenant, technicianID string, at time.Time) (int, error)
+}
+
+// LoginLimiter keeps the counts that bound password guessing, shared by
+// every node (Store of adapters/postgres keeps them in PostgreSQL). Keys
+// are keyed blind indexes: no address or e-mail address is stored.
+// Implementations are safe for concurrent use.
+type LoginLimiter interface {
+	// ReserveLoginFailure counts one failed login for the client address
+	// key in the window that starts at window, unless limit failures are
+	// counted there already: then it counts nothing and reports false.
+	// Counting before the attempt runs (and forgiving it after a success)
+	// makes the limit exact however many attempts run at once.
+	ReserveLoginFailure(ctx context.Context, addressKey []byte, window time.Time, limit int) (bool, error)
+	// ForgiveLoginFailure takes back one reservation of ReserveLoginFailure
+	// for an attempt that did not fail.
+	ForgiveLoginFailure(ctx context.Context, addressKey []byte, window time.Time) error
+	// CountAccountFailure applies the lockout rule of a technician (see
+	// domain.Technician.RecordLoginFailure) to a login name that has no
+	// lockout of its own: an e-mail address of no technician in tenant ("":
+	// the login named none). When the name is locked at now it counts
+	// nothing and reports true; otherwise it counts one failure (starting
+	// again from zero after an expired lockout) and, at threshold failures,
+	// locks the name until now+lockFor.
+	CountAccountFailure(ctx context.Context, tenant string, emailIndex []byte, now time.Time, threshold int, lockFor time.Duration) (locked bool, err error)
+	// PurgeLoginFailures forgets address counts of windows that started
+	// before cutoff, and login names neither counted since cutoff nor
+	// locked after it; it returns how many rows it removed.
+	PurgeLoginFailures(ctx context.Context, cutoff time.Time) (int, error)
 }
 
 // IdempotencyKey names one stored answer: the same key from another

@@ -116,6 +116,7 @@ func (s *Service) RunScheduler(ctx context.Context, interval time.Duration) {
 				s.logger.Warn("purge idempotency keys", "err", err)
 			}
 		}
+		s.purgeLoginFailures(ctx)
 	}
 }
 

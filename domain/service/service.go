@@ -28,6 +28,17 @@ type Config struct {
 	Logger *slog.Logger
 	// TOTPIssuer names the service in authenticator apps (default "Vigil").
 	TOTPIssuer string
+	// Limiter keeps the counts that bound password guessing (default:
+	// Identity, when it implements LoginLimiter). Without one, logins are
+	// not throttled per address and unknown e-mail addresses never lock.
+	Limiter LoginLimiter
+	// LoginFailuresPerAddress is how many failed logins one client address
+	// (an IPv4 address, an IPv6 /64) may make in LoginFailureWindow before
+	// its logins answer rate_limited (default 20; negative: no limit).
+	LoginFailuresPerAddress int
+	// LoginFailureWindow is the fixed window those failures are counted in
+	// (default 10 minutes).
+	LoginFailureWindow time.Duration
 }
 
 // Service runs commands. It is safe for concurrent use.
@@ -41,6 +52,11 @@ type Service struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	issuer   string
+
+	limiter       LoginLimiter
+	addrFailures  int
+	failureWindow time.Duration
+	loginTime     loginTimer
 
 	regions sync.Map // tenant id -> region (immutable, so cached forever)
 	cache   *streamCache
@@ -57,9 +73,19 @@ func New(c Config) *Service {
 	if c.TOTPIssuer == "" {
 		c.TOTPIssuer = "Vigil"
 	}
+	if c.Limiter == nil {
+		c.Limiter, _ = c.Identity.(LoginLimiter)
+	}
+	if c.LoginFailuresPerAddress == 0 {
+		c.LoginFailuresPerAddress = DefaultLoginFailuresPerAddress
+	}
+	if c.LoginFailureWindow <= 0 {
+		c.LoginFailureWindow = DefaultLoginFailureWindow
+	}
 	return &Service{
 		log: c.Log, ids: c.Identity, idem: c.Idempotency, activity: c.Activity, crypto: c.Crypto,
 		region: c.Region, now: c.Now, logger: c.Logger, issuer: c.TOTPIssuer,
+		limiter: c.Limiter, addrFailures: c.LoginFailuresPerAddress, failureWindow: c.LoginFailureWindow,
 		cache: newStreamCache(20000),
 	}
 }
