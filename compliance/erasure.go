@@ -77,7 +77,7 @@ func keySubjects(subject domain.Subject, scope string) []domain.Subject {
 // RequestErasure records an erasure request for p's tenant (admin only):
 // the request row and compliance.erasure_requested on the subject's stream.
 // With a zero delay the erasure runs at once and the request comes back
-// done, with its receipt. Errors: permission_denied for a non-admin;
+// done, with its receipt. Errors: forbidden for a non-admin;
 // invalid for a malformed subject, scope or delay; not_found for a subject
 // without a stream.
 func (g *GDPR) RequestErasure(ctx context.Context, p service.Principal, req ErasureRequest) (Erasure, error) {

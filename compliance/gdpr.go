@@ -118,7 +118,7 @@ func (g *GDPR) now() time.Time { return g.cfg.Now().UTC().Truncate(time.Microsec
 // are the data-protection officer's, never a technician's.
 func requireGDPRAdmin(p service.Principal) error {
 	if p.Role != service.RoleAdmin || p.Tenant == "" {
-		return &domain.Error{Code: domain.CodePermissionDenied, Message: "GDPR exports and erasures need an admin key", Err: domain.ErrForbidden}
+		return &domain.Error{Code: domain.CodeForbidden, Message: "GDPR exports and erasures need an admin key", Err: domain.ErrForbidden}
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ type ExportedRecording struct {
 // ExportSubject returns everything p's tenant holds about subject
 // ("technician:<id>" or "session:<guid>") and appends
 // compliance.subject_exported to the subject's stream (admin only).
-// Errors: permission_denied, invalid for a malformed subject, not_found
+// Errors: forbidden, invalid for a malformed subject, not_found
 // for a subject without a stream.
 func (g *GDPR) ExportSubject(ctx context.Context, p service.Principal, subject string) (SubjectExport, error) {
 	if err := requireGDPRAdmin(p); err != nil {

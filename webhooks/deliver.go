@@ -2,17 +2,51 @@ package webhooks
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/vigilhq/vigil/domain"
 )
+
+// ErrAddressRefused is wrapped by a Sender's error for an address or scheme
+// its rules refuse (adapters/webhook's ErrRefused is this error).
+var ErrAddressRefused = errors.New("webhook address refused")
+
+// SendErrorCategory is what a subscriber's delivery log shows of a failed
+// attempt (last_error): a fixed category, never the error's text, which
+// names the internal resolver and the resolved addresses.
+func SendErrorCategory(err error) string {
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, ErrAddressRefused):
+		return "address refused: the URL's address or scheme is not allowed for webhooks"
+	case errors.As(err, &dnsErr):
+		return "dns: the host name did not resolve"
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return "timeout: no answer in time"
+	case errors.As(err, &certErr) || errors.As(err, &alert) || errors.As(err, &recErr):
+		return "tls: the TLS handshake failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset before an answer"
+	}
+	return "connection failed"
+}
 
 // Sender posts one webhook request. adapters/webhook implements it with the
 // SSRF checks; implementations are safe for concurrent use.
@@ -299,10 +333,10 @@ func (d *Deliverer) record(ctx context.Context, j job, status int, retryAfter ti
 	attempt := j.attempts + 1
 	errText := ""
 	if sendErr != nil {
-		errText = sendErr.Error()
-		if len(errText) > 500 {
-			errText = errText[:500]
-		}
+		// The subscriber sees a category; the detail (resolver, resolved
+		// addresses) stays in the server log.
+		errText = SendErrorCategory(sendErr)
+		d.cfg.Logger.Warn("webhooks: attempt failed", "delivery", j.id, "subscription", j.sub, "attempt", attempt, "category", errText, "err", sendErr)
 	}
 	ms := int(latency.Milliseconds())
 	tx, err := d.cfg.Pool.Begin(ctx)

@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -124,28 +125,28 @@ type Subscription struct {
 
 // NewSubscription is the body of POST /v1/webhooks.
 type NewSubscription struct {
-	URL         string   `json:"url"`
-	EventTypes  []string `json:"event_types"`
-	GroupID     string   `json:"group_id"`
+	URL         string   `json:"url" text:"line,2000"`
+	EventTypes  []string `json:"event_types" text:"line,128"`
+	GroupID     string   `json:"group_id" text:"id"`
 	ExcludeChat bool     `json:"exclude_chat"`
-	Description string   `json:"description"`
+	Description string   `json:"description" text:"text,500"`
 }
 
 // SubscriptionChange is the body of PATCH /v1/webhooks/{id}; nil fields
 // stay as they are. Enabled true re-enables a subscription disabled by a
 // 410 answer.
 type SubscriptionChange struct {
-	URL         *string   `json:"url"`
-	EventTypes  *[]string `json:"event_types"`
-	GroupID     *string   `json:"group_id"`
+	URL         *string   `json:"url" text:"line,2000"`
+	EventTypes  *[]string `json:"event_types" text:"line,128"`
+	GroupID     *string   `json:"group_id" text:"id"`
 	ExcludeChat *bool     `json:"exclude_chat"`
-	Description *string   `json:"description"`
+	Description *string   `json:"description" text:"text,500"`
 	Enabled     *bool     `json:"enabled"`
 }
 
 func requireIntegration(p service.Principal) error {
 	if p.Tenant == "" || !p.Is(service.RoleIntegration, service.RoleAdmin) {
-		return &domain.Error{Code: domain.CodePermissionDenied, Message: "webhooks need an integration or admin key", Err: domain.ErrForbidden}
+		return &domain.Error{Code: domain.CodeForbidden, Message: "webhooks need an integration or admin key", Err: domain.ErrForbidden}
 	}
 	return nil
 }
@@ -156,6 +157,12 @@ func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || len(raw) > 2000 {
 		return domain.Errorf(domain.CodeInvalid, "url %q: want an absolute http(s) URL without credentials", raw)
+	}
+	if port := u.Port(); port != "" {
+		// url.Parse takes any digits as a port.
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return domain.Errorf(domain.CodeInvalid, "url %q: the port must be 1 to 65535", raw)
+		}
 	}
 	// HTTPS only, unless the address is allowed (checked at dial time by
 	// the sender, which refuses plain HTTP to any address outside
@@ -202,7 +209,7 @@ func (s *Service) sealSecret(ctx context.Context, tenant, id, secret string) ([]
 
 // Create adds a subscription and returns it with its secret, the only time
 // the secret is shown. Only events committed after the subscription
-// are delivered. Errors: permission_denied, invalid.
+// are delivered. Errors: forbidden, invalid.
 func (s *Service) Create(ctx context.Context, p service.Principal, n NewSubscription) (Subscription, error) {
 	if err := requireIntegration(p); err != nil {
 		return Subscription{}, err
@@ -261,7 +268,7 @@ func parseID(id string) (uuid.UUID, error) {
 
 var errNoSub = &domain.Error{Code: domain.CodeNotFound, Message: "no such webhook", Err: domain.ErrNotFound}
 
-// Get returns subscription id of p's tenant. Errors: permission_denied,
+// Get returns subscription id of p's tenant. Errors: forbidden,
 // not_found.
 func (s *Service) Get(ctx context.Context, p service.Principal, id string) (Subscription, error) {
 	if err := requireIntegration(p); err != nil {
@@ -299,7 +306,7 @@ func (s *Service) List(ctx context.Context, p service.Principal) ([]Subscription
 	return out, rows.Err()
 }
 
-// Update changes a subscription. Errors: permission_denied, not_found,
+// Update changes a subscription. Errors: forbidden, not_found,
 // invalid.
 func (s *Service) Update(ctx context.Context, p service.Principal, id string, c SubscriptionChange) (Subscription, error) {
 	sub, err := s.Get(ctx, p, id)

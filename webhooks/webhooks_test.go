@@ -384,7 +384,7 @@ func TestRestartDeliversEverything(t *testing.T) {
 func TestAPIManagement(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.svc.Create(ctx, service.Principal{Tenant: tenant, Role: service.RoleTechnician}, webhooks.NewSubscription{URL: "https://x.example"}); domain.ErrorCode(err) != domain.CodePermissionDenied {
+	if _, err := e.svc.Create(ctx, service.Principal{Tenant: tenant, Role: service.RoleTechnician}, webhooks.NewSubscription{URL: "https://x.example"}); domain.ErrorCode(err) != domain.CodeForbidden {
 		t.Errorf("technician created a webhook: %v", err)
 	}
 	if _, err := e.svc.Create(ctx, e.admin, webhooks.NewSubscription{URL: "ftp://x"}); domain.ErrorCode(err) != domain.CodeInvalid {

@@ -10,7 +10,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +24,9 @@ import (
 )
 
 // ErrRefused is wrapped by Send's error for an address or scheme the SSRF
-// rules refuse.
-var ErrRefused = errors.New("webhook address refused")
+// rules refuse. It is webhooks.ErrAddressRefused, so that the delivery log
+// shows the refusal's category and nothing of the addresses.
+var ErrRefused = webhooks.ErrAddressRefused
 
 // Options configure a Client.
 type Options struct {

@@ -331,13 +331,6 @@ func (a *api) routes(mux *http.ServeMux) {
 	})
 }
 
-type groupBody struct {
-	Name        *string               `json:"name"`
-	Permissions *domain.PermissionSet `json:"permissions"`
-	Policy      *json.RawMessage      `json:"policy"`
-	IPAllowlist *[]string             `json:"ip_allowlist"`
-}
-
 func (b groupBody) change() (service.GroupChange, error) {
 	c := service.GroupChange{Name: b.Name, Permissions: b.Permissions, IPAllowlist: b.IPAllowlist}
 	if b.Policy != nil {
@@ -370,6 +363,10 @@ func (a *api) createGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) updateGroup(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	var b groupBody
 	if err := decode(r, &b); err != nil {
 		return err
@@ -378,7 +375,7 @@ func (a *api) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	g, err := a.svc.UpdateGroup(r.Context(), principal(r), r.PathValue("id"), c, eventID(r))
+	g, err := a.svc.UpdateGroup(r.Context(), principal(r), id, c, eventID(r))
 	if err != nil {
 		return err
 	}
@@ -387,7 +384,11 @@ func (a *api) updateGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) getGroup(w http.ResponseWriter, r *http.Request) error {
-	g, err := a.svc.Group(r.Context(), principal(r), r.PathValue("id"))
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	g, err := a.svc.Group(r.Context(), principal(r), id)
 	if err != nil {
 		return err
 	}
@@ -396,13 +397,7 @@ func (a *api) getGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) createTechnician(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Email              string `json:"email"`
-		Name               string `json:"name"`
-		GroupID            string `json:"group_id"`
-		Password           string `json:"password"`
-		MustChangePassword bool   `json:"must_change_password"`
-	}
+	var b technicianBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -424,9 +419,7 @@ func optionalReason(r *http.Request) (string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "", nil
 	}
-	var b struct {
-		Reason string `json:"reason"`
-	}
+	var b reasonBody
 	if err := service.DecodeStrict(body, &b); err != nil {
 		return "", err
 	}
@@ -434,10 +427,14 @@ func optionalReason(r *http.Request) (string, error) {
 }
 
 func (a *api) unlockTechnician(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	if _, err := optionalReason(r); err != nil {
 		return err
 	}
-	t, err := a.svc.UnlockTechnician(r.Context(), principal(r), r.PathValue("id"), eventID(r))
+	t, err := a.svc.UnlockTechnician(r.Context(), principal(r), id, eventID(r))
 	if err != nil {
 		return err
 	}
@@ -446,11 +443,15 @@ func (a *api) unlockTechnician(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) disableTechnician(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	reason, err := optionalReason(r)
 	if err != nil {
 		return err
 	}
-	t, err := a.svc.DisableTechnician(r.Context(), principal(r), r.PathValue("id"), reason, eventID(r))
+	t, err := a.svc.DisableTechnician(r.Context(), principal(r), id, reason, eventID(r))
 	if err != nil {
 		return err
 	}
@@ -459,13 +460,7 @@ func (a *api) disableTechnician(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) login(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Email       string `json:"email"`
-		Password    string `json:"password"`
-		TOTP        string `json:"totp"`
-		NewPassword string `json:"new_password"`
-		Tenant      string `json:"tenant"`
-	}
+	var b loginBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -483,9 +478,7 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) enrollTOTP(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Code string `json:"code"`
-	}
+	var b totpBody
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return err
@@ -516,18 +509,7 @@ func (a *api) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) createSession(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Queue        string `json:"queue"`
-		Channel      string `json:"channel"`
-		GroupID      string `json:"group_id"`
-		TechnicianID string `json:"technician_id"`
-		Customer     struct {
-			Name  string `json:"name"`
-			Email string `json:"email"`
-		} `json:"customer"`
-		CustomFields map[string]string `json:"custom_fields"`
-		TrackingID   string            `json:"tracking_id"`
-	}
+	var b sessionBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -551,6 +533,10 @@ type appended struct {
 }
 
 func (a *api) sessionCommand(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return err
@@ -559,7 +545,7 @@ func (a *api) sessionCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	evs, err := a.svc.SessionCommand(r.Context(), principal(r), r.PathValue("id"), cmd, eventID(r))
+	evs, err := a.svc.SessionCommand(r.Context(), principal(r), id, cmd, eventID(r))
 	if err != nil {
 		return err
 	}
@@ -572,7 +558,11 @@ func (a *api) sessionCommand(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) sessionEvents(w http.ResponseWriter, r *http.Request) error {
-	evs, err := a.svc.SessionTimeline(r.Context(), principal(r), r.PathValue("id"))
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	evs, err := a.svc.SessionTimeline(r.Context(), principal(r), id)
 	if err != nil {
 		return err
 	}

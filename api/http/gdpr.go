@@ -44,9 +44,7 @@ func withoutIdempotency(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (a *api) gdprExport(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Subject string `json:"subject"`
-	}
+	var b gdprExportBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -59,12 +57,7 @@ func (a *api) gdprExport(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) gdprErase(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Subject string  `json:"subject"`
-		Delay   *string `json:"delay"`
-		Scope   string  `json:"scope"`
-		Reason  string  `json:"reason"`
-	}
+	var b gdprEraseBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -89,7 +82,11 @@ func (a *api) gdprErase(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) gdprErasure(w http.ResponseWriter, r *http.Request) error {
-	e, err := a.gdpr.Erasure(r.Context(), principal(r), r.PathValue("id"))
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	e, err := a.gdpr.Erasure(r.Context(), principal(r), id)
 	if err != nil {
 		return err
 	}
@@ -98,7 +95,15 @@ func (a *api) gdprErasure(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) gdprRevoke(w http.ResponseWriter, r *http.Request) error {
-	e, err := a.gdpr.RevokeErasure(r.Context(), principal(r), r.PathValue("id"), r.URL.Query().Get("reason"))
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	reason := r.URL.Query().Get("reason")
+	if err := (service.TextRule{Kind: service.TextFree, Max: 200}).Check("reason", reason); err != nil {
+		return err
+	}
+	e, err := a.gdpr.RevokeErasure(r.Context(), principal(r), id, reason)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,20 @@ func (a *api) recordingError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (a *api) uploadRecording(w http.ResponseWriter, r *http.Request) error {
+	guid, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	q := r.URL.Query()
+	recID := q.Get("recording_id")
+	if recID != "" {
+		if err := service.CheckID("recording_id", recID); err != nil {
+			return err
+		}
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
 	var dur int64
 	if v := firstOf(q.Get("duration_ms"), r.Header.Get("Vigil-Duration-Ms")); v != "" {
 		d, err := strconv.ParseInt(v, 10, 64)
@@ -86,8 +99,8 @@ func (a *api) uploadRecording(w http.ResponseWriter, r *http.Request) error {
 	// A recording may take long to arrive, but not forever: past the
 	// server's ReadTimeout it must keep up the minimum rate.
 	body := newMinRateBody(w, r.Body, a.limits)
-	out, err := a.recordings.Upload(r.Context(), principal(r), r.PathValue("id"), service.Upload{
-		RecordingID: q.Get("recording_id"), ContentType: r.Header.Get("Content-Type"), DurationMS: dur, Body: body,
+	out, err := a.recordings.Upload(r.Context(), principal(r), guid, service.Upload{
+		RecordingID: recID, ContentType: r.Header.Get("Content-Type"), DurationMS: dur, Body: body,
 	})
 	if err != nil {
 		switch {
@@ -148,11 +161,15 @@ func parseRange(h string) (first, last int64, err error) {
 }
 
 func (a *api) playRecording(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
 	first, last, err := parseRange(r.Header.Get("Range"))
 	if err != nil {
 		return err
 	}
-	pb, err := a.recordings.Open(r.Context(), principal(r), r.PathValue("id"), first, last)
+	pb, err := a.recordings.Open(r.Context(), principal(r), id, first, last)
 	if err != nil {
 		return err
 	}

@@ -18,11 +18,7 @@ func (a *api) relayRoutes(mux *http.ServeMux) {
 }
 
 func (a *api) relayAuthorize(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Side    string `json:"side"`
-		Session string `json:"session"`
-		Token   string `json:"token,omitempty"`
-	}
+	var b relayAuthorizeBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -50,9 +46,7 @@ func (a *api) relayAuthorize(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) relayClosed(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Sessions []service.RelaySession `json:"sessions"`
-	}
+	var b relayClosedBody
 	if err := decode(r, &b); err != nil {
 		return err
 	}

@@ -195,7 +195,10 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 			served <- srv.ServeTLS(ln, "", "")
 			return
 		}
-		served <- srv.Serve(ln)
+		// The few answers net/http writes before any handler (a NUL in a
+		// header, say) take the API's JSON error form; under TLS they stay
+		// Go's plain text (docs/api.md).
+		served <- srv.Serve(httpapi.JSONErrorListener(ln))
 	}()
 	select {
 	case err := <-served:

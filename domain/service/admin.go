@@ -145,6 +145,23 @@ func (s *Service) Group(ctx context.Context, p Principal, id string) (GroupView,
 	return groupView(g), nil
 }
 
+// GroupExists reports whether id names a group of p's tenant, whatever
+// p's role: a reference to a group in another resource (a webhook's
+// group_id) is checked before it is stored. A malformed id names no group.
+func (s *Service) GroupExists(ctx context.Context, p Principal, id string) (bool, error) {
+	if p.Tenant == "" || !ValidID(id) {
+		return false, nil
+	}
+	_, err := s.loadGroup(ctx, p.Tenant, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case domain.ErrorCode(err) == domain.CodeNotFound:
+		return false, nil
+	}
+	return false, err
+}
+
 // NewTechnician is a technician to create.
 type NewTechnician struct {
 	Email              string

@@ -16,77 +16,78 @@ type Command interface {
 }
 
 // The session commands of docs/api.md. Each decodes strictly: a field of
-// another command is an unknown field.
+// another command is an unknown field. The text tags are the limits of
+// docs/api.md, "Text inputs" (text.go).
 type (
 	// ConnectCustomerCmd: the customer's applet connected.
 	ConnectCustomerCmd struct {
-		Type          string `json:"type"`
-		Platform      string `json:"platform"`
-		IP            string `json:"ip,omitempty"`
-		AppletVersion string `json:"applet_version,omitempty"`
+		Type          string `json:"type" text:"line,64"`
+		Platform      string `json:"platform" text:"line,64"`
+		IP            string `json:"ip,omitempty" text:"line,64"`
+		AppletVersion string `json:"applet_version,omitempty" text:"line,64"`
 	}
 	// BareCmd: pick_up, reboot, reconnected, view_system_info,
 	// request_credentials.
 	BareCmd struct {
-		Type string `json:"type"`
+		Type string `json:"type" text:"line,64"`
 	}
 	// ActionCmd: request_consent, grant_consent, deny_consent, start, end.
 	ActionCmd struct {
-		Type   string `json:"type"`
-		Action string `json:"action"`
-		Reason string `json:"reason,omitempty"`
+		Type   string `json:"type" text:"line,64"`
+		Action string `json:"action" text:"line,64"`
+		Reason string `json:"reason,omitempty" text:"text,1000"`
 	}
 	// FileCmd: send_file, receive_file.
 	FileCmd struct {
-		Type   string `json:"type"`
-		Name   string `json:"name"`
+		Type   string `json:"type" text:"line,64"`
+		Name   string `json:"name" text:"line,1024"`
 		Size   *int64 `json:"size"`
-		MD5    string `json:"md5"`
-		SHA256 string `json:"sha256"`
+		MD5    string `json:"md5" text:"line,64"`
+		SHA256 string `json:"sha256" text:"line,128"`
 	}
 	// DeployScriptCmd: deploy_script.
 	DeployScriptCmd struct {
-		Type   string `json:"type"`
-		Name   string `json:"name"`
-		SHA256 string `json:"sha256,omitempty"`
+		Type   string `json:"type" text:"line,64"`
+		Name   string `json:"name" text:"line,1024"`
+		SHA256 string `json:"sha256,omitempty" text:"line,128"`
 	}
 	// SendURLCmd: send_url.
 	SendURLCmd struct {
-		Type string `json:"type"`
-		URL  string `json:"url"`
+		Type string `json:"type" text:"line,64"`
+		URL  string `json:"url" text:"line,2048"`
 	}
 	// ChatCmd: chat.
 	ChatCmd struct {
-		Type string `json:"type"`
-		From string `json:"from"`
-		Text string `json:"text"`
+		Type string `json:"type" text:"line,64"`
+		From string `json:"from" text:"line,64"`
+		Text string `json:"text" text:"text,10000"`
 	}
 	// NoteCmd: note.
 	NoteCmd struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+		Type string `json:"type" text:"line,64"`
+		Text string `json:"text" text:"text,10000"`
 	}
 	// CustomFieldsCmd: set_custom_fields.
 	CustomFieldsCmd struct {
-		Type         string            `json:"type"`
-		CustomFields map[string]string `json:"custom_fields"`
+		Type         string            `json:"type" text:"line,64"`
+		CustomFields map[string]string `json:"custom_fields" text:"line,128"`
 	}
 	// TransferCmd: transfer.
 	TransferCmd struct {
-		Type         string `json:"type"`
-		ToTechnician string `json:"to_technician"`
-		Reason       string `json:"reason,omitempty"`
+		Type         string `json:"type" text:"line,64"`
+		ToTechnician string `json:"to_technician" text:"id"`
+		Reason       string `json:"reason,omitempty" text:"text,1000"`
 	}
 	// RecordingCmd: start_recording, stop_recording.
 	RecordingCmd struct {
-		Type        string `json:"type"`
-		RecordingID string `json:"recording_id,omitempty"`
-		Reason      string `json:"reason,omitempty"`
+		Type        string `json:"type" text:"line,64"`
+		RecordingID string `json:"recording_id,omitempty" text:"id"`
+		Reason      string `json:"reason,omitempty" text:"text,1000"`
 	}
 	// CloseCmd: close.
 	CloseCmd struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason,omitempty"`
+		Type   string `json:"type" text:"line,64"`
+		Reason string `json:"reason,omitempty" text:"text,1000"`
 	}
 )
 
@@ -163,9 +164,13 @@ func CommandTypes() []string {
 }
 
 // DecodeCommand decodes a command body. It returns an error of code invalid
-// for malformed JSON, a missing or unknown type, unknown fields, wrong field
-// types, missing required fields, or trailing data.
+// for malformed JSON, text that breaks its field's rule (see DecodeStrict),
+// a missing or unknown type, unknown fields, wrong field types, missing
+// required fields, or trailing data.
 func DecodeCommand(body []byte) (Command, error) {
+	if err := checkRawText(body); err != nil {
+		return nil, err
+	}
 	var head struct {
 		Type *string `json:"type"`
 	}
@@ -177,6 +182,9 @@ func DecodeCommand(body []byte) (Command, error) {
 	}
 	mk, ok := commandTypes[*head.Type]
 	if !ok {
+		if err := (TextRule{Kind: TextLine, Max: 64}).Check("type", *head.Type); err != nil {
+			return nil, err
+		}
 		return nil, domain.Errorf(domain.CodeInvalid, "unknown command type %q", *head.Type)
 	}
 	c := mk()
@@ -191,8 +199,16 @@ func DecodeCommand(body []byte) (Command, error) {
 }
 
 // DecodeStrict decodes one JSON value into v, refusing unknown fields and
-// trailing data, with errors of code invalid.
+// trailing data, with errors of code invalid. It is where text enters:
+// the body must be valid UTF-8 and not null, and every decoded string must
+// keep its field's text rule (CheckText): no NUL, no U+FFFD (what
+// encoding/json makes of a lone surrogate escape), no control characters
+// but line feeds and tabs in free text, and the field's length. Whatever it
+// accepts, PostgreSQL can store.
 func DecodeStrict(body []byte, v any) error {
+	if err := checkRawText(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -201,7 +217,7 @@ func DecodeStrict(body []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return domain.Errorf(domain.CodeInvalid, "trailing data after the JSON value")
 	}
-	return nil
+	return CheckText(v)
 }
 
 func jsonProblem(err error) string {

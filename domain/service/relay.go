@@ -28,8 +28,8 @@ func (f SessionLocatorFunc) SessionTenant(ctx context.Context, guid string) (str
 
 // RelaySession names a session held by a relay.
 type RelaySession struct {
-	Tenant string `json:"tenant"`
-	GUID   string `json:"session"`
+	Tenant string `json:"tenant" text:"id"`
+	GUID   string `json:"session" text:"id"`
 }
 
 // RelayGrant is the answer to an accepted relay side.

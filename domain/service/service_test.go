@@ -97,8 +97,9 @@ func TestDecodeCommand(t *testing.T) {
 }
 
 // FuzzDecodeCommand feeds arbitrary bodies to the command decoder: it must
-// never panic, must answer code invalid for whatever it refuses, and what
-// it accepts must re-encode to a body it accepts again as the same command.
+// never panic, must answer code invalid for whatever it refuses, what it
+// accepts must hold only storable text (valid UTF-8, no NUL, no U+FFFD), and
+// it must re-encode to a body it accepts again as the same command.
 func FuzzDecodeCommand(f *testing.F) {
 	for _, typ := range service.CommandTypes() {
 		f.Add([]byte(`{"type":"` + typ + `"}`))
@@ -106,6 +107,12 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(`{"type":"note","text":"x"}`))
 	f.Add([]byte(`{"type":"send_file","name":"a","size":1,"md5":"x","sha256":"y"}`))
 	f.Add([]byte(`{"type":"set_custom_fields","custom_fields":{"cfield0":"x"}}`))
+	f.Add([]byte(`{"type":"chat","from":"customer","text":"a\u0000b"}`))
+	f.Add([]byte(`{"type":"note","text":"\ud800"}`))
+	f.Add([]byte("{\"type\":\"note\",\"text\":\"\xff\"}"))
+	f.Add([]byte(`{"type":"start_recording","recording_id":"../../etc/passwd"}`))
+	f.Add([]byte(`{"type":"transfer","to_technician":"a\u0085"}`))
+	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		cmd, err := service.DecodeCommand(body)
 		if err != nil {
@@ -114,6 +121,7 @@ func FuzzDecodeCommand(f *testing.F) {
 			}
 			return
 		}
+		assertStorable(t, cmd)
 		again, err := json.Marshal(cmd)
 		if err != nil {
 			t.Fatal(err)
