@@ -161,6 +161,18 @@ func (emptyReports) Consents(context.Context, string, LogFilter, LogPage) ([]Con
 func (emptyReports) Logins(context.Context, string, LoginFilter, LogPage) ([]Login, error) {
 	return nil, nil
 }
+func (emptyReports) CountChatLog(context.Context, string, LogFilter) (int, error) { return 0, nil }
+func (emptyReports) CountFileTransfers(context.Context, string, LogFilter) (int, error) {
+	return 0, nil
+}
+func (emptyReports) CountConsents(context.Context, string, LogFilter) (int, error) { return 0, nil }
+func (emptyReports) CountLogins(context.Context, string, LoginFilter) (int, error) { return 0, nil }
+func (emptyReports) CountRecordings(context.Context, string, RecordingFilter) (int, error) {
+	return 0, nil
+}
+func (emptyReports) CountWebhookDeliveries(context.Context, string, WebhookDeliveryFilter) (int, error) {
+	return 0, nil
+}
 func (emptyReports) TechnicianPerformance(context.Context, string, time.Time, time.Time, string) ([]TechnicianDay, error) {
 	return nil, nil
 }

@@ -53,6 +53,13 @@ type Reports interface {
 	FileTransfers(ctx context.Context, tenant string, f LogFilter, p LogPage) ([]FileTransfer, error)
 	Consents(ctx context.Context, tenant string, f LogFilter, p LogPage) ([]Consent, error)
 	Logins(ctx context.Context, tenant string, f LoginFilter, p LogPage) ([]Login, error)
+	// CountChatLog, CountFileTransfers, CountConsents, CountLogins and
+	// CountRecordings count the rows their list returns over every page.
+	CountChatLog(ctx context.Context, tenant string, f LogFilter) (int, error)
+	CountFileTransfers(ctx context.Context, tenant string, f LogFilter) (int, error)
+	CountConsents(ctx context.Context, tenant string, f LogFilter) (int, error)
+	CountLogins(ctx context.Context, tenant string, f LoginFilter) (int, error)
+	CountRecordings(ctx context.Context, tenant string, f RecordingFilter) (int, error)
 
 	// TechnicianPerformance returns the per technician and UTC day rows
 	// with from <= day <= to (dates), by day then technician; only
@@ -331,6 +338,8 @@ type WebhookReports interface {
 	// WebhookDeliveries returns up to p.Limit deliveries matching f, newest
 	// first (created_at DESC, id DESC), after p.After when set.
 	WebhookDeliveries(ctx context.Context, tenant string, f WebhookDeliveryFilter, p WebhookDeliveryPage) ([]WebhookDelivery, error)
+	// CountWebhookDeliveries counts the deliveries matching f.
+	CountWebhookDeliveries(ctx context.Context, tenant string, f WebhookDeliveryFilter) (int, error)
 }
 
 // WebhookSubscription is a row of webhook_subscriptions without its secrets.

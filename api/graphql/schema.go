@@ -157,25 +157,35 @@ type edge struct {
 }
 
 type connection struct {
-	edges     []edge
-	hasNext   bool
-	endCursor string
-	count     func(ctx context.Context) (int, error)
+	edges       []edge
+	hasNext     bool
+	hasPrevious bool
+	count       func(ctx context.Context) (int, error)
 }
 
 func (s *Server) pageInfoType() *graphql.Object {
 	return graphql.NewObject(graphql.ObjectConfig{Name: "PageInfo", Fields: graphql.Fields{
 		"hasNextPage": plain(nonNull(graphql.Boolean), func(c *connection) any { return c.hasNext }),
-		"endCursor": plain(graphql.String, func(c *connection) any {
-			if c.endCursor == "" {
+		"hasPreviousPage": field(nonNull(graphql.Boolean), "Whether the page was asked for after a cursor: pages go forward only, so rows lie before it.",
+			func(_ context.Context, c *connection) (any, error) { return c.hasPrevious, nil }),
+		"startCursor": plain(graphql.String, func(c *connection) any {
+			if len(c.edges) == 0 {
 				return nil
 			}
-			return c.endCursor
+			return c.edges[0].cursor
+		}),
+		"endCursor": plain(graphql.String, func(c *connection) any {
+			if len(c.edges) == 0 {
+				return nil
+			}
+			return c.edges[len(c.edges)-1].cursor
 		}),
 	}})
 }
 
-func (s *Server) connectionType(name string, node *graphql.Object, withCount bool) *graphql.Object {
+// connectionType is a Relay connection of node: edges, pageInfo and
+// totalCount.
+func (s *Server) connectionType(name string, node *graphql.Object) *graphql.Object {
 	edgeT := graphql.NewObject(graphql.ObjectConfig{Name: name + "Edge", Fields: graphql.Fields{
 		"cursor": plain(nonNull(graphql.String), func(e edge) any { return e.cursor }),
 		"node":   plain(nonNull(node), func(e edge) any { return e.node }),
@@ -183,10 +193,8 @@ func (s *Server) connectionType(name string, node *graphql.Object, withCount boo
 	fields := graphql.Fields{
 		"edges":    plain(nonNull(graphql.NewList(nonNull(edgeT))), func(c *connection) any { return c.edges }),
 		"pageInfo": plain(nonNull(s.pageInfo), func(c *connection) any { return c }),
-	}
-	if withCount {
-		fields["totalCount"] = field(nonNull(graphql.Int), "How many rows match the filter, over every page.",
-			func(ctx context.Context, c *connection) (any, error) { return c.count(ctx) })
+		"totalCount": field(nonNull(graphql.Int), "How many rows match the filter, over every page.",
+			func(ctx context.Context, c *connection) (any, error) { return c.count(ctx) }),
 	}
 	return graphql.NewObject(graphql.ObjectConfig{Name: name + "Connection", Fields: fields})
 }
@@ -515,26 +523,26 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 	recordingFilterT := input("RecordingFilter", timeArgs("sessionId", "state"))
 
 	query := graphql.NewObject(graphql.ObjectConfig{Name: "Query", Fields: graphql.Fields{
-		"sessions": {Type: nonNull(s.connectionType("Session", sessionT, true)), Args: pageArgs(sessionFilterT),
+		"sessions": {Type: nonNull(s.connectionType("Session", sessionT)), Args: pageArgs(sessionFilterT),
 			Description: "Sessions, newest first.", Resolve: s.resolveSessions},
 		"session": {Type: sessionT, Args: graphql.FieldConfigArgument{"id": {Type: nonNull(graphql.ID)}},
 			Description: "One session; a not_found error when it does not exist or the caller may not see it.",
 			Resolve:     s.resolveSession},
-		"chatLog": {Type: nonNull(s.connectionType("ChatMessage", chatT, false)), Args: pageArgs(chatFilterT),
+		"chatLog": {Type: nonNull(s.connectionType("ChatMessage", chatT)), Args: pageArgs(chatFilterT),
 			Description: "Chat messages in time order. Integration keys get a forbidden error.",
 			Resolve:     s.resolveChatLog},
-		"logins": {Type: nonNull(s.connectionType("Login", loginT, false)), Args: pageArgs(loginFilterT),
+		"logins": {Type: nonNull(s.connectionType("Login", loginT)), Args: pageArgs(loginFilterT),
 			Description: "Logins, failures, lockouts, unlocks and logouts in time order.",
 			Resolve:     s.resolveLogins(false)},
-		"lockouts": {Type: nonNull(s.connectionType("Lockout", loginT, false)), Args: pageArgs(lockoutFilterT),
+		"lockouts": {Type: nonNull(s.connectionType("Lockout", loginT)), Args: pageArgs(lockoutFilterT),
 			Description: "Lockouts in time order (logins of outcome locked_out).",
 			Resolve:     s.resolveLogins(true)},
-		"fileTransfers": {Type: nonNull(s.connectionType("FileTransfer", fileT, false)), Args: pageArgs(fileFilterT),
+		"fileTransfers": {Type: nonNull(s.connectionType("FileTransfer", fileT)), Args: pageArgs(fileFilterT),
 			Description: "File transfers in time order.", Resolve: s.resolveFileTransfers},
-		"consents": {Type: nonNull(s.connectionType("Consent", consentT, false)), Args: pageArgs(consentFilterT),
+		"consents": {Type: nonNull(s.connectionType("Consent", consentT)), Args: pageArgs(consentFilterT),
 			Description: "Consents requested, granted and denied, and refused actions, in time order.",
 			Resolve:     s.resolveConsents},
-		"recordings": {Type: nonNull(s.connectionType("Recording", recordingT, false)), Args: pageArgs(recordingFilterT),
+		"recordings": {Type: nonNull(s.connectionType("Recording", recordingT)), Args: pageArgs(recordingFilterT),
 			Description: "Session recordings in time order (started, else stored, else first written; from and to bound it). " +
 				"state filters: recording, stopped, stored, failed, erased, or viewed (stored and played back). A technician sees his sessions'.",
 			Resolve: s.resolveRecordings},
@@ -620,7 +628,7 @@ func (s *Server) resolveSessions(p graphql.ResolveParams) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{count: func(ctx context.Context) (int, error) {
+	c := &connection{hasPrevious: after != nil, count: func(ctx context.Context) (int, error) {
 		return s.reports.CountSessions(ctx, req.p.Tenant, filter)
 	}}
 	if len(rows) > first {
@@ -629,7 +637,6 @@ func (s *Server) resolveSessions(p graphql.ResolveParams) (any, error) {
 	for i := range rows {
 		cur := encodeSessionCursor(SessionCursor{CreatedAt: rows[i].CreatedAt, ID: rows[i].ID})
 		c.edges = append(c.edges, edge{cursor: cur, node: &rows[i]})
-		c.endCursor = cur
 	}
 	return c, nil
 }
@@ -660,16 +667,16 @@ func (s *Server) resolveSession(p graphql.ResolveParams) (any, error) {
 }
 
 // logConnection builds a connection of a log-like list: rows holds up to
-// first+1 rows.
-func logConnection[T any](list string, rows []T, first int, key func(T) LogCursor) *connection {
-	c := &connection{}
+// first+1 rows of page p; count counts them over every page.
+func logConnection[T any](list string, rows []T, p LogPage, key func(T) LogCursor, count func(context.Context) (int, error)) *connection {
+	first := p.Limit - 1
+	c := &connection{hasPrevious: p.After != nil, count: count}
 	if len(rows) > first {
 		rows, c.hasNext = rows[:first], true
 	}
 	for _, r := range rows {
 		cur := encodeLogCursor(list, key(r))
 		c.edges = append(c.edges, edge{cursor: cur, node: r})
-		c.endCursor = cur
 	}
 	return c
 }
@@ -700,13 +707,15 @@ func (s *Server) resolveChatLog(p graphql.ResolveParams) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.reports.ChatLog(p.Context, req.p.Tenant, LogFilter{
+	filter := LogFilter{
 		From: argTime(f, "from"), To: argTime(f, "to"), SessionID: argString(f, "sessionId"), VisibleTo: visibleTo(req.p),
-	}, page)
+	}
+	rows, err := s.reports.ChatLog(p.Context, req.p.Tenant, filter, page)
 	if err != nil {
 		return nil, err
 	}
-	return logConnection("chat", rows, page.Limit-1, func(c ChatMessage) LogCursor { return LogCursor{c.OccurredAt, c.Position} }), nil
+	return logConnection("chat", rows, page, func(c ChatMessage) LogCursor { return LogCursor{c.OccurredAt, c.Position} },
+		func(ctx context.Context) (int, error) { return s.reports.CountChatLog(ctx, req.p.Tenant, filter) }), nil
 }
 
 func (s *Server) resolveLogins(lockouts bool) graphql.FieldResolveFn {
@@ -734,7 +743,8 @@ func (s *Server) resolveLogins(lockouts bool) graphql.FieldResolveFn {
 		if err != nil {
 			return nil, err
 		}
-		return logConnection(list, rows, page.Limit-1, func(l Login) LogCursor { return LogCursor{l.OccurredAt, l.Position} }), nil
+		return logConnection(list, rows, page, func(l Login) LogCursor { return LogCursor{l.OccurredAt, l.Position} },
+			func(ctx context.Context) (int, error) { return s.reports.CountLogins(ctx, req.p.Tenant, filter) }), nil
 	}
 }
 
@@ -744,14 +754,16 @@ func (s *Server) resolveFileTransfers(p graphql.ResolveParams) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.reports.FileTransfers(p.Context, req.p.Tenant, LogFilter{
+	filter := LogFilter{
 		From: argTime(f, "from"), To: argTime(f, "to"), SessionID: argString(f, "sessionId"),
 		TechnicianID: argString(f, "technicianId"), Direction: argString(f, "direction"), VisibleTo: visibleTo(req.p),
-	}, page)
+	}
+	rows, err := s.reports.FileTransfers(p.Context, req.p.Tenant, filter, page)
 	if err != nil {
 		return nil, err
 	}
-	return logConnection("files", rows, page.Limit-1, func(x FileTransfer) LogCursor { return LogCursor{x.OccurredAt, x.Position} }), nil
+	return logConnection("files", rows, page, func(x FileTransfer) LogCursor { return LogCursor{x.OccurredAt, x.Position} },
+		func(ctx context.Context) (int, error) { return s.reports.CountFileTransfers(ctx, req.p.Tenant, filter) }), nil
 }
 
 func (s *Server) resolveConsents(p graphql.ResolveParams) (any, error) {
@@ -760,15 +772,17 @@ func (s *Server) resolveConsents(p graphql.ResolveParams) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.reports.Consents(p.Context, req.p.Tenant, LogFilter{
+	filter := LogFilter{
 		From: argTime(f, "from"), To: argTime(f, "to"), SessionID: argString(f, "sessionId"),
 		TechnicianID: argString(f, "technicianId"), Kind: argString(f, "kind"), Action: argString(f, "action"),
 		VisibleTo: visibleTo(req.p),
-	}, page)
+	}
+	rows, err := s.reports.Consents(p.Context, req.p.Tenant, filter, page)
 	if err != nil {
 		return nil, err
 	}
-	return logConnection("consents", rows, page.Limit-1, func(x Consent) LogCursor { return LogCursor{x.OccurredAt, x.Position} }), nil
+	return logConnection("consents", rows, page, func(x Consent) LogCursor { return LogCursor{x.OccurredAt, x.Position} },
+		func(ctx context.Context) (int, error) { return s.reports.CountConsents(ctx, req.p.Tenant, filter) }), nil
 }
 
 // recordingErased is the state of a recording whose session was erased.
@@ -800,14 +814,15 @@ func (s *Server) resolveRecordings(p graphql.ResolveParams) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{}
+	c := &connection{hasPrevious: after != nil, count: func(ctx context.Context) (int, error) {
+		return s.reports.CountRecordings(ctx, req.p.Tenant, filter)
+	}}
 	if len(rows) > first {
 		rows, c.hasNext = rows[:first], true
 	}
 	for _, r := range rows {
 		cur := encodeRecordingCursor(RecordingCursor{At: r.At, SessionID: r.SessionID, RecordingID: r.RecordingID})
 		c.edges = append(c.edges, edge{cursor: cur, node: r})
-		c.endCursor = cur
 	}
 	return c, nil
 }

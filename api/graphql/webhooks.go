@@ -1,6 +1,7 @@
 package gql
 
 import (
+	"context"
 	"encoding/base64"
 	"slices"
 	"strconv"
@@ -98,7 +99,7 @@ func (s *Server) webhooksField() *graphql.Field {
 }
 
 func (s *Server) webhookDeliveriesField() *graphql.Field {
-	return &graphql.Field{Type: nonNull(s.connectionType("WebhookDelivery", webhookDeliveryT, false)),
+	return &graphql.Field{Type: nonNull(s.connectionType("WebhookDelivery", webhookDeliveryT)),
 		Args: graphql.FieldConfigArgument{
 			"filter": {Type: webhookDeliveryFilterT},
 			"first":  {Type: graphql.Int, Description: "At most this many rows (default 20; more than the page cap is refused with code invalid)."},
@@ -140,14 +141,15 @@ func (s *Server) resolveWebhookDeliveries(p graphql.ResolveParams) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{}
+	c := &connection{hasPrevious: after != nil, count: func(ctx context.Context) (int, error) {
+		return s.reports.CountWebhookDeliveries(ctx, req.p.Tenant, filter)
+	}}
 	if len(rows) > first {
 		rows, c.hasNext = rows[:first], true
 	}
 	for _, r := range rows {
 		cur := encodeWebhookDeliveryCursor(WebhookDeliveryCursor{CreatedAt: r.CreatedAt, ID: r.ID})
 		c.edges = append(c.edges, edge{cursor: cur, node: r})
-		c.endCursor = cur
 	}
 	return c, nil
 }
