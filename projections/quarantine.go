@@ -28,7 +28,7 @@ func poison(err error) error { return fmt.Errorf("%w: %w", ErrPoison, err) }
 // caller giving up), not about the event: such errors are retried, never
 // quarantined, so an outage sets nothing aside.
 func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+	if errors.Is(err, domain.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -191,6 +191,8 @@ func TestOutageIsRetriedNotQuarantined(t *testing.T) {
 	}{
 		{"admin shutdown", outage, false},
 		{"connection closed", fmt.Errorf("apply: %w", pgconn.ErrConnClosed), false},
+		{"store unavailable", fmt.Errorf("open key: %w", domain.ErrUnavailable), false},
+		{"unavailable poison", fmt.Errorf("%w: %w", projections.ErrPoison, domain.ErrUnavailable), false},
 		{"unexpected error", errors.New("boom"), false},
 		{"poison", fmt.Errorf("bad payload: %w", projections.ErrPoison), true},
 		{"data exception", &pgconn.PgError{Code: "22021", Message: "invalid byte sequence"}, true},
