@@ -2,6 +2,7 @@ package clients_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 	"github.com/vigilhq/vigil/adapters/s3/s3test"
@@ -184,6 +189,14 @@ func TestComposeConfigurations(t *testing.T) {
 			}
 			s3 := s3test.Start(t)
 			db := pgtest.New(t).URL
+			// A prefix of this run's own on the shared NATS server, and its
+			// streams removed afterwards.
+			prefix := fmt.Sprintf("clients_%d", time.Now().UnixNano())
+			if _, ok := env["VIGIL_BUS_PREFIX"]; ok || strings.HasPrefix(env["VIGIL_BUS"], "nats://") {
+				env["VIGIL_BUS_PREFIX"] = prefix
+				delete(env, "VIGIL_BUS_TOPIC")
+				t.Cleanup(func() { deleteStreams(t, prefix) })
+			}
 			for k, v := range env {
 				v = expandDefaults(v)
 				switch k {
@@ -199,6 +212,8 @@ func TestComposeConfigurations(t *testing.T) {
 					v = s3test.Access
 				case "VIGIL_S3_SECRET_KEY":
 					v = s3test.Secret
+				case "VIGIL_BUS_PREFIX":
+					v = prefix
 				case "VIGIL_LOG_STORE":
 					if v == "kurrentdb" {
 						t.Logf("VIGIL_LOG_STORE=kurrentdb → postgres: no KurrentDB server on this machine")
@@ -233,5 +248,35 @@ func expandDefaults(v string) string {
 			def = d
 		}
 		v = v[:i] + def + v[i+j+1:]
+	}
+}
+
+// deleteStreams removes the JetStream streams of a bus prefix, and only
+// those.
+func deleteStreams(t *testing.T, prefix string) {
+	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Logf("nats: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Logf("jetstream: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var mine []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, prefix+"_") {
+			mine = append(mine, name)
+		}
+	}
+	for _, name := range mine {
+		if err := js.DeleteStream(ctx, name); err != nil {
+			t.Logf("delete stream %s: %v", name, err)
+		}
 	}
 }
