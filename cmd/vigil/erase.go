@@ -52,6 +52,8 @@ func (s *system) retention(ctx context.Context) (*compliance.RetentionJob, error
 func runErase(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("erase", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	const synopsis = "vigil erase --tenant ID --subject technician:<id>|session:<guid> [--delay D] [--scope all|chat] [--reason TEXT] [--json] [-o RECEIPT_FILE]\n       vigil erase --verify-receipt FILE --key KEY"
+	setUsage(fs, synopsis, "GDPR-erases a subject by crypto-shredding. The signed erasure receipt alone goes to standard output\n(or -o FILE), status messages to standard error, so 'vigil erase … > receipt' keeps a receipt that verifies.")
 	cfg := bindConfig(fs, env)
 	tenant := fs.String("tenant", "", "the subject's tenant")
 	subject := fs.String("subject", "", "technician:<id> or session:<guid>")
@@ -61,6 +63,7 @@ func runErase(ctx context.Context, args []string, env func(string) string, stdou
 	asJSON := fs.Bool("json", false, "print JSON")
 	receiptFile := fs.String("verify-receipt", "", "verify an erasure receipt FILE offline (with --key) instead of erasing")
 	keyArg := fs.String("key", "", "checkpoint verifier key, as its note-format string or a file holding it (with --verify-receipt)")
+	out := fs.String("o", "", "write the receipt to this file instead of standard output")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,7 +74,7 @@ func runErase(ctx context.Context, args []string, env func(string) string, stdou
 		return err
 	}
 	if *tenant == "" || *subject == "" {
-		fmt.Fprintln(stderr, "usage: vigil erase --tenant ID --subject technician:<id>|session:<guid> [--delay 24h] [--scope all|chat]\n       vigil erase --verify-receipt FILE --key KEY")
+		fmt.Fprintln(stderr, "usage: "+synopsis)
 		return errUsage
 	}
 	sys, err := openService(ctx, cfg, stderr)
@@ -88,14 +91,25 @@ func runErase(ctx context.Context, args []string, env func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// Standard output carries one thing a script can keep: the JSON with
+	// --json, otherwise the receipt exactly as signed (unless -o). Status
+	// lines go to standard error.
+	fmt.Fprintf(stderr, "erasure %s: %s %s (%s), due %s\n", e.ID, e.State, e.Subject, e.Scope, e.DueAt.Format(time.RFC3339))
+	if e.Receipt == "" {
+		fmt.Fprintln(stderr, "A running 'vigil serve' performs it when due; until then DELETE /v1/gdpr/erasures/"+e.ID+" revokes it.")
+		fmt.Fprintln(stderr, "Its receipt is then at GET /v1/gdpr/erasures/"+e.ID+".")
+	} else if *out != "" {
+		if err := os.WriteFile(*out, []byte(e.Receipt), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "receipt written to %s; check it with 'vigil erase --verify-receipt %s --key KEY'\n", *out, *out)
+	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(e)
 	}
-	fmt.Fprintf(stdout, "erasure %s: %s %s (%s), due %s\n", e.ID, e.State, e.Subject, e.Scope, e.DueAt.Format(time.RFC3339))
-	if e.Receipt != "" {
-		fmt.Fprintf(stdout, "\n%s", e.Receipt)
-	} else {
-		fmt.Fprintln(stdout, "A running 'vigil serve' performs it when due; until then DELETE /v1/gdpr/erasures/"+e.ID+" revokes it.")
+	if e.Receipt != "" && *out == "" {
+		_, err := io.WriteString(stdout, e.Receipt)
+		return err
 	}
 	return nil
 }

@@ -18,6 +18,8 @@ import (
 func runExport(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, "vigil export --tenant ID -o FILE|- [--from SEQ] [--to SEQ] [--since CHECKPOINT_FILE] [--open]",
+		"Writes a tenant's auditor bundle (docs/export-format.md) and records the export in the log.\nCheck it offline with 'vigil verify --bundle FILE --key KEY'.")
 	cfg := bindConfig(fs, env)
 	tenant := fs.String("tenant", "", "the tenant whose log to export (required)")
 	from := fs.Int64("from", 0, "first seq (0-based index in the tenant's Merkle log) to export")

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
+	"strings"
 	"syscall"
 )
 
@@ -97,8 +99,69 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	return errUsage
 }
 
+// setUsage gives fs its -h text: the synopsis line, what the command does,
+// the command's own flags, and, when the command also reads the shared
+// configuration (bindConfig), one line about it instead of every serve
+// setting.
+func setUsage(fs *flag.FlagSet, synopsis, about string) {
+	fs.Usage = func() { printUsage(fs, synopsis, about) }
+}
+
+func printUsage(fs *flag.FlagSet, synopsis, about string) {
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: %s\n", synopsis)
+	if about != "" {
+		fmt.Fprintf(w, "\n%s\n", about)
+	}
+	config := map[string]bool{}
+	if fs.Name() != "serve" { // serve's flags are the configuration
+		for _, s := range (&Config{}).settings() {
+			config[s.flag] = true
+		}
+	}
+	own := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	own.SetOutput(w)
+	shared := false
+	fs.VisitAll(func(f *flag.Flag) {
+		if config[f.Name] {
+			shared = true
+			return
+		}
+		own.Var(f.Value, f.Name, f.Usage)
+		own.Lookup(f.Name).DefValue = f.DefValue
+	})
+	has := false
+	own.VisitAll(func(*flag.Flag) { has = true })
+	if has {
+		fmt.Fprintln(w, "\nFlags:")
+		own.PrintDefaults()
+	}
+	if shared {
+		fmt.Fprintln(w, "\nIt also reads the deployment's configuration (database, keys, log origin, …), each setting")
+		fmt.Fprintln(w, "as its VIGIL_* variable or as a flag of the same name: 'vigil serve -h' lists them.")
+	}
+}
+
+// isDefaultUsage reports whether fs still has the flag package's own usage
+// ("Usage of NAME:" and every flag). NewFlagSet sets Usage to a method
+// value, whose code pointer is the same for every FlagSet.
+func isDefaultUsage(fs *flag.FlagSet) bool {
+	return reflect.ValueOf(fs.Usage).Pointer() == reflect.ValueOf(flag.NewFlagSet("", flag.ContinueOnError).Usage).Pointer()
+}
+
 // parseFlags parses args into fs, mapping -h and parse errors to errUsage.
+// A command that set no usage of its own gets "vigil NAME [flags]" with its
+// summary and its own flags.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if isDefaultUsage(fs) {
+		about := ""
+		for _, c := range commands() {
+			if c.name == fs.Name() {
+				about = strings.ToUpper(c.summary[:1]) + c.summary[1:] + "."
+			}
+		}
+		setUsage(fs, "vigil "+fs.Name()+" [flags]", about)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitError{code: 0}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,11 +17,11 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vigil rebuild [flags] [NAME]   (NAME: reporting or subjects; default: all)")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "vigil rebuild [--quiet] [NAME]", "Rebuilds the projections from position 0: NAME is reporting or subjects; default: all.")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitError{code: 0}
+		}
 		return errUsage
 	}
 	if fs.NArg() > 1 {

@@ -335,10 +335,24 @@ func (r *relayRunning) Stop(ctx context.Context) error {
 // (always, so that events of relays running alone are recorded). It
 // registers the relay metrics on reg. Stop the result with Stop.
 func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, reg prometheus.Registerer, log *slog.Logger) (*relayRunning, error) {
+	var ln net.Listener
+	started := false
 	if !rc.Disable {
 		if _, err := rc.proxyFrom(); err != nil {
 			return nil, err
 		}
+		// Listen first: a busy relay port stops serve before anything is
+		// started and stopped again (whose cancelled subscription logged
+		// a spurious ERROR before the real message).
+		var err error
+		if ln, err = net.Listen("tcp", rc.Addr); err != nil {
+			return nil, fmt.Errorf("relay listen: %w (the relay port is VIGIL_RELAY_ADDR; VIGIL_RELAY_DISABLE=true runs serve without it)", err)
+		}
+		defer func() {
+			if !started {
+				ln.Close()
+			}
+		}()
 	}
 	bus, err := openBus(ctx, cfg, sys.pool, log)
 	if err != nil {
@@ -350,7 +364,9 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 	go func() {
 		defer close(run.subs)
 		for sctx.Err() == nil {
-			if err := bus.Subscribe(sctx, rel.HandleRelayMessage); err != nil {
+			// A subscription ended by stopping (stopEarly after a failed
+			// start, such as a busy relay port) is no error.
+			if err := bus.Subscribe(sctx, rel.HandleRelayMessage); err != nil && sctx.Err() == nil {
 				log.Error("relay events: subscription", "err", err)
 			}
 			select {
@@ -381,11 +397,7 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 		run.stopEarly()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", rc.Addr)
-	if err != nil {
-		run.stopEarly()
-		return nil, fmt.Errorf("relay listen: %w", err)
-	}
+	started = true
 	run.srv, run.served = srv, make(chan error, 1)
 	go func() { run.served <- srv.Serve(ln) }()
 	log.Info("relay listening", "addr", ln.Addr().String(), "bus", busName(cfg.Bus))

@@ -111,6 +111,9 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	}
 	if v := env("VIGIL_SIMULATE_URL"); v != "" {
 		cfg.url = v
+	} else if v, err := localAPIURL(env); err == nil {
+		// The server's own address, as 'vigil serve' reads it.
+		cfg.url = v
 	}
 	cfg.key = env("VIGIL_SIMULATE_KEY")
 	cfg.ingestKey = env("VIGIL_SIMULATE_INGEST_KEY")
@@ -148,7 +151,7 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 		cfg.timeout = d
 	}
 
-	fs.StringVar(&cfg.url, "url", cfg.url, "base URL of the Vigil HTTP API (VIGIL_SIMULATE_URL)")
+	fs.StringVar(&cfg.url, "url", cfg.url, "base URL of the Vigil HTTP API (VIGIL_SIMULATE_URL; default: from VIGIL_HTTP_ADDR, as vigil serve listens)")
 	// Keys are secrets: fs.Func keeps them out of -help's defaults.
 	fs.Func("key", "admin API key vk_… (VIGIL_SIMULATE_KEY); required", func(v string) error { cfg.key = v; return nil })
 	fs.Func("ingest-key", "ingest API key vk_… for the customer side (VIGIL_SIMULATE_INGEST_KEY); required", func(v string) error { cfg.ingestKey = v; return nil })

@@ -20,6 +20,8 @@ import (
 func runVerify(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, "vigil verify [--tenant ID] [--key KEYS] [--quiet]\n       vigil verify --bundle FILE --key KEY [--origin PREFIX] [--tenant ID] [--since CHECKPOINT_FILE]",
+		"Recomputes and checks the whole log in the database and names the first bad position;\nwith --bundle, checks an auditor bundle offline, with no configuration or database.")
 	cfg := bindConfig(fs, env)
 	tenant := fs.String("tenant", "", "verify only this tenant's Merkle log (default: every tenant)")
 	keyArg := fs.String("key", "", "checkpoint verifier keys, comma-separated, each a note-format key or a file holding keys one per line (several after a signing-key rotation; default: the configured signing key's)")

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+)
+
+// Each subcommand's -h shows its synopsis and its own flags, not every
+// setting of serve.
+func TestSubcommandUsageShowsOnlyItsFlags(t *testing.T) {
+	for _, tt := range []struct {
+		cmd      string
+		synopsis string
+		own      []string
+	}{
+		{"export", "usage: vigil export --tenant ID -o FILE", []string{"-tenant", "-since", "-open"}},
+		{"erase", "usage: vigil erase --tenant ID --subject", []string{"-subject", "-verify-receipt", "-o "}},
+		{"verify", "usage: vigil verify [--tenant ID]", []string{"-bundle", "-origin", "-since"}},
+		{"health", "usage: vigil health [--url URL]", []string{"-url", "-timeout"}},
+		{"migrate", "usage: vigil migrate [flags]", nil},
+		{"rebuild", "usage: vigil rebuild [--quiet] [NAME]", []string{"-quiet"}},
+	} {
+		t.Run(tt.cmd, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{tt.cmd, "-h"}, envFunc(nil), &stdout, &stderr)
+			var ee exitError
+			if !errors.As(err, &ee) || ee.code != 0 {
+				t.Fatalf("err = %v, want exit 0", err)
+			}
+			help := stderr.String()
+			if !strings.HasPrefix(help, tt.synopsis) {
+				t.Errorf("help does not start with %q:\n%s", tt.synopsis, help)
+			}
+			for _, f := range tt.own {
+				if !strings.Contains(help, f) {
+					t.Errorf("help lacks its flag %q:\n%s", f, help)
+				}
+			}
+			for _, f := range []string{"-webhook-workers", "-s3-bucket", "-http-idle-timeout"} {
+				if strings.Contains(help, f) {
+					t.Errorf("help lists serve's flag %q:\n%s", f, help)
+				}
+			}
+		})
+	}
+	// serve's flags are the configuration: it still lists them.
+	var stderr bytes.Buffer
+	_ = run(context.Background(), []string{"serve", "-h"}, envFunc(nil), io.Discard, &stderr)
+	if !strings.Contains(stderr.String(), "-webhook-workers") {
+		t.Errorf("serve -h lost its flags:\n%s", stderr.String())
+	}
+}
+
+// vigil health takes a base URL, as the README gives it, and appends
+// /readyz; a URL with a path is asked as it is.
+func TestHealthTakesABaseURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" && r.URL.Path != "/custom" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	}))
+	defer srv.Close()
+	for _, u := range []string{srv.URL, srv.URL + "/", srv.URL + "/readyz", srv.URL + "/custom"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"health", "--url", u}, envFunc(nil), &out, io.Discard); err != nil {
+			t.Errorf("health --url %s: %v", u, err)
+		}
+	}
+}
+
+// vigil simulate finds the server where serve listens: VIGIL_HTTP_ADDR.
+func TestSimulateURLFromHTTPAddr(t *testing.T) {
+	env := map[string]string{"VIGIL_SIMULATE_KEY": simTestAdminKey, "VIGIL_SIMULATE_INGEST_KEY": simTestIngestKey, "VIGIL_HTTP_ADDR": "0.0.0.0:9123"}
+	cfg, err := parseSimulateFlags(nil, envFunc(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://" + net.JoinHostPort("127.0.0.1", "9123"); cfg.url != want {
+		t.Errorf("url %q, want %q", cfg.url, want)
+	}
+	env["VIGIL_SIMULATE_URL"] = "http://other:1"
+	if cfg, _ := parseSimulateFlags(nil, envFunc(env), io.Discard); cfg.url != "http://other:1" {
+		t.Errorf("VIGIL_SIMULATE_URL no longer wins: %q", cfg.url)
+	}
+}
+
+// A busy relay port stops serve with one clear message, and no ERROR line
+// from the relay event subscription it stops on the way.
+func TestServeBusyRelayPortNoSpuriousError(t *testing.T) {
+	db := pgtest.New(t)
+	dir := devKeys(t, t.TempDir())
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	env := envFunc(map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_HTTP_ADDR": freeAddr(t), "VIGIL_RELAY_ADDR": busy.Addr().String()})
+	var stderr bytes.Buffer
+	err = run(context.Background(), []string{"serve"}, env, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "relay listen") || !strings.Contains(err.Error(), "VIGIL_RELAY_ADDR") {
+		t.Fatalf("serve with a busy relay port: %v", err)
+	}
+	if strings.Contains(stderr.String(), "level=ERROR") {
+		t.Errorf("a spurious ERROR before the real message:\n%s", stderr.String())
+	}
+}
