@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzLeafRoundTrip -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeBody -fuzztime=$(FUZZTIME) ./api/http/
 	$(GO) test -run=^$$ -fuzz=FuzzQuery -fuzztime=$(FUZZTIME) ./api/graphql/
 	$(GO) test -run=^$$ -fuzz=FuzzHello -fuzztime=$(FUZZTIME) ./relay/
 	$(GO) test -run=^$$ -fuzz=FuzzProxyHeader -fuzztime=$(FUZZTIME) ./relay/
