@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -113,5 +116,37 @@ func TestServeBusyRelayPortNoSpuriousError(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "level=ERROR") {
 		t.Errorf("a spurious ERROR before the real message:\n%s", stderr.String())
+	}
+}
+
+// docs/api.md's group example must not lock out the login example that
+// follows it, which a new user runs on the server's host.
+func TestAPIDocGroupExampleAllowsLocalLogin(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(raw), "`POST /v1/groups`\n\n```json\n")
+	if !ok {
+		t.Fatal("docs/api.md has no POST /v1/groups example")
+	}
+	block, _, _ := strings.Cut(after, "```")
+	var g struct {
+		IPAllowlist []string `json:"ip_allowlist"`
+	}
+	if err := json.Unmarshal([]byte(block), &g); err != nil {
+		t.Fatalf("the group example is not JSON: %v", err)
+	}
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		a := netip.MustParseAddr(addr)
+		allowed := len(g.IPAllowlist) == 0
+		for _, p := range g.IPAllowlist {
+			if pfx, err := netip.ParsePrefix(p); err == nil && pfx.Contains(a) {
+				allowed = true
+			}
+		}
+		if !allowed {
+			t.Errorf("the group example's ip_allowlist %v locks out %s", g.IPAllowlist, addr)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -218,15 +219,34 @@ var barePayloads = map[string]func() domain.ActionPayload{
 	"request_credentials": func() domain.ActionPayload { return domain.CredentialsRequested{} },
 }
 
+// parseAction reads the action of a consent command: an action name, or
+// "all" for the one-time prompt. A permission name (PermissionSet) is
+// accepted for the one action it covers when its name differs
+// (record_sessions, transfer_session); one that covers several
+// (file_transfer: send_file, receive_file) is refused with those actions
+// named. Refusals list the valid actions.
 func parseAction(s string) (domain.Action, error) {
 	if s == "all" {
 		return domain.ActionOneTimePrompt, nil
 	}
 	a := domain.Action(s)
-	if _, ok := a.Rule(); !ok {
-		return "", domain.Errorf(domain.CodeInvalid, "unknown action %q", s)
+	if _, ok := a.Rule(); ok {
+		return a, nil
 	}
-	return a, nil
+	var covered, valid []string
+	for _, act := range domain.Actions() {
+		valid = append(valid, string(act))
+		if r, _ := act.Rule(); string(r.Permission) == s {
+			covered = append(covered, string(act))
+		}
+	}
+	if len(covered) == 1 {
+		return domain.Action(covered[0]), nil
+	}
+	if len(covered) > 1 {
+		return "", domain.Errorf(domain.CodeInvalid, "unknown action %q: it is the permission of the actions %s; valid actions: all, %s", s, strings.Join(covered, ", "), strings.Join(valid, ", "))
+	}
+	return "", domain.Errorf(domain.CodeInvalid, "unknown action %q; valid actions: all, %s", s, strings.Join(valid, ", "))
 }
 
 // SessionCommand runs command c on session guid for p and returns the
