@@ -1,7 +1,11 @@
 package httpapi
 
 import (
+	"os"
 	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -114,5 +118,85 @@ func storable(t *testing.T, v reflect.Value, path string) {
 				storable(t, v.Field(i), path+"."+v.Type().Field(i).Name)
 			}
 		}
+	}
+}
+
+// TestTextInputsDocumented keeps docs/api.md's "Text inputs" table true:
+// every text rule of a body or command field appears in a row that names
+// the field, with the same kind and maximum.
+func TestTextInputsDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Text inputs\n")
+	if !ok {
+		t.Fatal("docs/api.md has no Text inputs section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	type row struct {
+		fields []string
+		kind   string
+		max    string
+	}
+	var rows []row
+	backticked := regexp.MustCompile("`([^`]+)`")
+	number := regexp.MustCompile(`[0-9][0-9,]*`)
+	for _, line := range strings.Split(section, "\n") {
+		cols := strings.Split(strings.Trim(line, "| "), " | ")
+		if !strings.HasPrefix(line, "| ") || len(cols) != 3 || cols[0] == "field" {
+			continue
+		}
+		r := row{kind: cols[1], max: strings.ReplaceAll(number.FindString(cols[2]), ",", "")}
+		for _, m := range backticked.FindAllStringSubmatch(cols[0], -1) {
+			r.fields = append(r.fields, m[1])
+		}
+		if strings.HasPrefix(cols[0], "ids:") {
+			r.fields = append(r.fields, "group_id", "technician_id", "to_technician", "recording_id", "tenant", "session")
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) < 10 {
+		t.Fatalf("the Text inputs table has %d rows", len(rows))
+	}
+	kinds := map[service.TextKind]string{service.TextID: "id", service.TextLine: "line", service.TextFree: "free text"}
+	var check func(owner string, typ reflect.Type)
+	check = func(owner string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			if f.Type.Kind() == reflect.Struct {
+				check(owner, f.Type)
+			}
+			tag, ok := f.Tag.Lookup("text")
+			if !ok {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			kind, max, _ := strings.Cut(tag, ",")
+			if kind == string(service.TextID) {
+				max = strconv.Itoa(service.MaxIDLength)
+			}
+			found := false
+			for _, r := range rows {
+				if r.kind == kinds[service.TextKind(kind)] && r.max == max && slices.ContainsFunc(r.fields, func(s string) bool {
+					return s == name || strings.HasSuffix(s, " "+name) || strings.HasPrefix(s, name+" ")
+				}) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s.%s (%s, at most %s) has no row in docs/api.md's Text inputs", owner, name, kinds[service.TextKind(kind)], max)
+			}
+		}
+	}
+	for _, mk := range bodies() {
+		v := mk()
+		check(reflect.TypeOf(v).String(), reflect.TypeOf(v))
+	}
+	for _, typ := range service.CommandTypes() {
+		check(typ, reflect.TypeOf(service.CommandPrototype(typ)))
 	}
 }

@@ -163,6 +163,16 @@ func CommandTypes() []string {
 	return out
 }
 
+// CommandPrototype returns a pointer to the zero struct of command type
+// typ, or nil for an unknown type: for documentation and tests, which read
+// its fields' text rules.
+func CommandPrototype(typ string) Command {
+	if mk, ok := commandTypes[typ]; ok {
+		return mk()
+	}
+	return nil
+}
+
 // DecodeCommand decodes a command body. It returns an error of code invalid
 // for malformed JSON, text that breaks its field's rule (see DecodeStrict),
 // a missing or unknown type, unknown fields, wrong field types, missing
