@@ -104,6 +104,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", api.GraphQL())
+	mux.Handle("/graphql/schema.graphql", api.GraphQL())
 	mux.Handle("GET /v1/reports/{file}", api.CSV())
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)

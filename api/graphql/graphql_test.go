@@ -285,6 +285,7 @@ func newEnvWith(t *testing.T, e *env, opt envOption) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", api.GraphQL())
+	mux.Handle("/graphql/schema.graphql", api.GraphQL())
 	mux.Handle("GET /v1/reports/{file}", api.CSV())
 	e2 := *e
 	e2.srv = newServer(t, mux)

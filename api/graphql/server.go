@@ -14,6 +14,7 @@ import (
 
 	"github.com/graphql-go/graphql"
 	"github.com/graphql-go/graphql/gqlerrors"
+	"github.com/graphql-go/graphql/language/ast"
 	"github.com/graphql-go/graphql/language/parser"
 	"github.com/graphql-go/graphql/language/source"
 	"github.com/graphql-go/graphql/language/visitor"
@@ -74,6 +75,7 @@ type Server struct {
 	index    BlindIndexer
 	log      *slog.Logger
 	schema   graphql.Schema
+	sdl      string
 	pageInfo *graphql.Object
 }
 
@@ -107,18 +109,25 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.schema = schema
+	s.sdl = printSDL(&s.schema)
 	return s, nil
 }
 
-// GraphQL returns the handler of /graphql: POST runs a query
-// ({query, variables, operationName} as JSON); GET serves the query page
-// unless in production.
+// GraphQL returns the handler of /graphql, as GraphQL over HTTP has it:
+// POST runs a query ({query, variables, operationName} as JSON); GET runs
+// a query operation given as ?query=&variables=&operationName=, and
+// without a query serves the query page unless in production. An Accept
+// of application/graphql-response+json is answered in that media type,
+// anything else in application/json. Routed at /graphql/schema.graphql
+// too, it serves the schema's SDL (GET).
 func (s *Server) GraphQL() http.Handler { return http.HandlerFunc(s.serveGraphQL) }
 
 // response is a GraphQL answer.
+// Data is absent when the request failed before execution began, and null
+// (next to errors) when execution failed at the root.
 type response struct {
-	Data   any           `json:"data,omitempty"`
-	Errors []answerError `json:"errors,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+	Errors []answerError   `json:"errors,omitempty"`
 }
 
 type answerError struct {
@@ -128,8 +137,18 @@ type answerError struct {
 	Extensions map[string]any `json:"extensions"`
 }
 
+// Media types of GraphQL answers (GraphQL over HTTP).
+const (
+	mediaJSON            = "application/json"
+	mediaGraphQLResponse = "application/graphql-response+json"
+)
+
+// writeGraphQL writes r with the media type already chosen for the
+// request (answerMedia), else application/json.
 func writeGraphQL(w http.ResponseWriter, status int, r response) {
-	w.Header().Set("Content-Type", "application/json")
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", mediaJSON)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "2") // the database is out of reach for a moment
@@ -190,20 +209,40 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (service.P
 	return p, nil
 }
 
+// answerMedia returns the media type the request accepts for answers.
+func answerMedia(r *http.Request) string {
+	for _, a := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(a, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), mediaGraphQLResponse) {
+				return mediaGraphQLResponse
+			}
+		}
+	}
+	return mediaJSON
+}
+
 func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodGet, http.MethodHead:
+	if strings.HasSuffix(r.URL.Path, "/schema.graphql") {
+		s.serveSchema(w, r)
+		return
+	}
+	get := r.Method == http.MethodGet && r.URL.Query().Has("query")
+	switch {
+	case r.Method == http.MethodPost, get:
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		if !s.cfg.Production {
 			servePage(w)
 			return
 		}
 		fallthrough
 	default:
-		w.Header().Set("Allow", "POST")
-		requestError(w, http.StatusMethodNotAllowed, coded(domain.CodeInvalid, "use POST with a JSON body {query, variables, operationName}"))
+		w.Header().Set("Allow", "GET, POST")
+		requestError(w, http.StatusMethodNotAllowed, coded(domain.CodeInvalid, "use POST with a JSON body {query, variables, operationName}, or GET with ?query="))
 		return
 	}
+	w.Header().Set("Content-Type", answerMedia(r))
+	w.Header().Add("Vary", "Accept")
 	p, cerr := s.authenticate(w, r)
 	if cerr != nil {
 		requestError(w, statusOf(cerr.code), cerr)
@@ -214,20 +253,38 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		Variables     map[string]any `json:"variables"`
 		OperationName string         `json:"operationName"`
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxQueryBody))
-	if err != nil {
-		requestError(w, http.StatusRequestEntityTooLarge, coded(CodeQueryTooLarge, "the request body is unreadable or larger than %d bytes", maxQueryBody))
-		return
-	}
-	if err := json.Unmarshal(raw, &body); err != nil {
-		requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "the body must be a JSON object {query, variables, operationName}"))
-		return
+	if get {
+		q := r.URL.Query()
+		body.Query, body.OperationName = q.Get("query"), q.Get("operationName")
+		if v := q.Get("variables"); v != "" {
+			if len(v) > maxQueryBody {
+				requestError(w, http.StatusRequestEntityTooLarge, coded(CodeQueryTooLarge, "variables are larger than %d bytes", maxQueryBody))
+				return
+			}
+			if err := json.Unmarshal([]byte(v), &body.Variables); err != nil {
+				requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "variables must be a JSON object"))
+				return
+			}
+		}
+	} else {
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxQueryBody))
+		if err != nil {
+			requestError(w, http.StatusRequestEntityTooLarge, coded(CodeQueryTooLarge, "the request body is unreadable or larger than %d bytes", maxQueryBody))
+			return
+		}
+		if err := json.Unmarshal(raw, &body); err != nil {
+			requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "the body must be a JSON object {query, variables, operationName}"))
+			return
+		}
 	}
 	if strings.TrimSpace(body.Query) == "" {
 		requestError(w, http.StatusBadRequest, coded(domain.CodeInvalid, "query is empty"))
 		return
 	}
-	status, res := s.run(r.Context(), p, body.Query, body.Variables, body.OperationName)
+	status, res := s.run(r.Context(), p, body.Query, body.Variables, body.OperationName, get)
+	if status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", "POST")
+	}
 	writeGraphQL(w, status, res)
 }
 
@@ -300,7 +357,8 @@ func capErrors(rule graphql.ValidationRuleFn) graphql.ValidationRuleFn {
 // query for p, each stage bounded before the next starts (guard.go). The
 // query's time limit covers every stage, and ctx's end (the client gone)
 // ends it too.
-func (s *Server) run(ctx context.Context, p service.Principal, query string, vars map[string]any, operation string) (int, response) {
+// A GET request (readOnly) may only run a query operation.
+func (s *Server) run(ctx context.Context, p service.Principal, query string, vars map[string]any, operation string, readOnly bool) (int, response) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	refuse := func(c *codedError) (int, response) {
@@ -315,6 +373,15 @@ func (s *Server) run(ctx context.Context, p service.Principal, query string, var
 	}
 	if c := checkDocument(doc); c != nil {
 		return refuse(c)
+	}
+	if readOnly {
+		for _, d := range doc.Definitions {
+			if op, ok := d.(*ast.OperationDefinition); ok && (operation == "" || op.Name != nil && op.Name.Value == operation) &&
+				op.Operation != ast.OperationTypeQuery {
+				return http.StatusMethodNotAllowed, response{Errors: []answerError{{Message: "only queries may be sent with GET; use POST",
+					Extensions: map[string]any{"code": domain.CodeInvalid}}}}
+			}
+		}
 	}
 	if c := checkVariables(vars); c != nil {
 		return refuse(c)
@@ -341,21 +408,42 @@ func (s *Server) run(ctx context.Context, p service.Principal, query string, var
 	}
 	ctx = context.WithValue(ctx, requestKey{}, &request{p: p, loader: newLoader()})
 	res := graphql.Execute(graphql.ExecuteParams{Schema: s.schema, AST: doc, OperationName: operation, Args: vars, Context: ctx})
-	out := response{Data: res.Data}
+	out := response{}
 	if len(res.Errors) > 0 {
 		out.Errors = s.answerErrors(ctx, res.Errors, "")
 	}
 	for _, e := range out.Errors {
 		if len(e.Path) > 0 {
-			return http.StatusOK, out // a field failed: the answer is partial
+			// A field failed: the answer is partial, or data is null
+			// when a non-null root field failed.
+			out.Data = dataOf(res.Data)
+			return http.StatusOK, out
 		}
 	}
 	if len(out.Errors) > 0 {
-		// Nothing ran: the operation or the variables were refused, or
-		// the deadline passed before any answer.
-		return statusOf(out.Errors[0].Extensions["code"].(string)), out
+		// Nothing ran: the operation or the variables were refused (a
+		// request error: no data), or the deadline passed before any
+		// answer (data null).
+		status := statusOf(out.Errors[0].Extensions["code"].(string))
+		if status != http.StatusBadRequest {
+			out.Data = dataOf(res.Data)
+		}
+		return status, out
 	}
+	out.Data = dataOf(res.Data)
 	return http.StatusOK, out
+}
+
+// dataOf encodes the executor's data: null when it has none.
+func dataOf(d any) json.RawMessage {
+	if d == nil {
+		return json.RawMessage("null")
+	}
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return raw
 }
 
 // answerErrors gives every error its extensions.code. Errors of the

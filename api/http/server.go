@@ -35,7 +35,7 @@ type Options struct {
 	// HTTPMetrics, when set, counts and times every request by route and
 	// status (httpmetrics.go); register it where Metrics reads.
 	HTTPMetrics *HTTPMetrics
-	// GraphQL, when set, serves /graphql.
+	// GraphQL, when set, serves /graphql and /graphql/schema.graphql.
 	GraphQL http.Handler
 	// Reports, when set, serves GET /v1/reports/{name}.csv.
 	Reports http.Handler
@@ -90,6 +90,7 @@ func New(opts Options) http.Handler {
 	}
 	if opts.GraphQL != nil {
 		mux.Handle("/graphql", opts.GraphQL)
+		mux.Handle("/graphql/schema.graphql", opts.GraphQL) // the SDL
 	}
 	if opts.Reports != nil {
 		mux.Handle("GET /v1/reports/{file}", opts.Reports)
