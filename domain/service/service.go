@@ -90,8 +90,15 @@ func New(c Config) *Service {
 	}
 }
 
-// Idempotency returns the service's idempotency store, for the API.
-func (s *Service) Idempotency() IdempotencyStore { return s.idem }
+// Idempotency returns the service's idempotency store, for the API. The
+// answers it stores are sealed (see sealedAnswers): they may carry personal
+// data.
+func (s *Service) Idempotency() IdempotencyStore {
+	if s.idem == nil || s.crypto == nil {
+		return s.idem
+	}
+	return sealedAnswers{store: s.idem, crypto: s.crypto}
+}
 
 // Now returns the service's clock reading.
 func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
