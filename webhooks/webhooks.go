@@ -72,6 +72,11 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// CheckAddress, when set, applies the sender's SSRF rules to a
+	// subscription's URL when it is created or changed, so that a refused
+	// address answers address_refused at once rather than failing every
+	// delivery. The sender still checks at dial time (DNS rebinding).
+	CheckAddress func(ctx context.Context, rawURL string) error
 }
 
 // DefaultPayloadRetention is the default of Config.PayloadRetention.
@@ -153,7 +158,21 @@ func requireIntegration(p service.Principal) error {
 
 var typeRE = regexp.MustCompile(`^[a-z][a-z_]*\.[a-z][a-z_]*$`)
 
-func checkURL(raw string) error {
+// checkURL validates a subscription's URL before it is stored: its form,
+// then the SSRF rules of Config.CheckAddress.
+func (s *Service) checkURL(ctx context.Context, raw string) error {
+	if err := checkURLForm(raw); err != nil {
+		return err
+	}
+	if s.cfg.CheckAddress != nil {
+		if err := s.cfg.CheckAddress(ctx, raw); err != nil {
+			return domain.Errorf(domain.CodeAddressRefused, "url %q: %v (webhooks reach public addresses over HTTPS; VIGIL_WEBHOOK_ALLOW_CIDRS allows others)", raw, err)
+		}
+	}
+	return nil
+}
+
+func checkURLForm(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || len(raw) > 2000 {
 		return domain.Errorf(domain.CodeInvalid, "url %q: want an absolute http(s) URL without credentials", raw)
@@ -214,7 +233,7 @@ func (s *Service) Create(ctx context.Context, p service.Principal, n NewSubscrip
 	if err := requireIntegration(p); err != nil {
 		return Subscription{}, err
 	}
-	if err := checkURL(n.URL); err != nil {
+	if err := s.checkURL(ctx, n.URL); err != nil {
 		return Subscription{}, err
 	}
 	types, err := checkTypes(n.EventTypes)
@@ -314,7 +333,7 @@ func (s *Service) Update(ctx context.Context, p service.Principal, id string, c 
 		return Subscription{}, err
 	}
 	if c.URL != nil {
-		if err := checkURL(*c.URL); err != nil {
+		if err := s.checkURL(ctx, *c.URL); err != nil {
 			return Subscription{}, err
 		}
 		sub.URL = *c.URL

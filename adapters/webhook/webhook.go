@@ -132,6 +132,35 @@ func Special(a netip.Addr) bool {
 	return false
 }
 
+// CheckURL applies the SSRF rules to rawURL before it is stored (for
+// webhooks.Config.CheckAddress): its scheme, and every address its host
+// resolves to now (an IP literal is its own). A name that does not resolve
+// yet is let through: the dial-time check refuses whatever it resolves to
+// at delivery, which also defeats DNS rebinding. The error wraps
+// ErrRefused.
+func (c *Client) CheckURL(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
+		return fmt.Errorf("%w: not an http(s) URL", ErrRefused)
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname()); err != nil {
+			return nil
+		}
+	}
+	for _, a := range addrs {
+		if err := c.check(net.JoinHostPort(a.String(), "0"), u.Scheme == "http"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Send implements webhooks.Sender.
 func (c *Client) Send(ctx context.Context, rawURL string, headers http.Header, body []byte) (int, time.Duration, error) {
 	u, err := url.Parse(rawURL)

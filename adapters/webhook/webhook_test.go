@@ -45,3 +45,32 @@ func TestSSRFRefusals(t *testing.T) {
 		t.Errorf("plain HTTP outside the allowed CIDRs: %v", err)
 	}
 }
+
+// CheckURL, for webhook creation, refuses what the dial-time check would,
+// and lets through a name that does not resolve yet (refused, if need be,
+// at delivery).
+func TestCheckURLAtCreation(t *testing.T) {
+	c := webhook.New(webhook.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
+	for _, tt := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://127.0.0.1/x", false},
+		{"https://localhost/x", false},
+		{"https://[::ffff:10.0.0.1]/x", false},
+		{"https://[fe80::1%25eth0]/x", false},
+		{"http://93.184.216.34/x", false}, // plain HTTP outside the allowed CIDRs
+		{"ftp://93.184.216.34/x", false},
+		{"https://93.184.216.34/x", true},
+		{"http://127.0.0.2:8080/x", true}, // allowed CIDR
+		{"https://no-such-host.invalid/x", true},
+	} {
+		err := c.CheckURL(context.Background(), tt.url)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckURL(%s) = %v, want ok %v", tt.url, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, webhook.ErrRefused) {
+			t.Errorf("CheckURL(%s) = %v, not ErrRefused", tt.url, err)
+		}
+	}
+}

@@ -25,7 +25,7 @@ const DefaultMaxBody = 1 << 20
 // codes to statuses.
 func statusOf(code string) int {
 	switch code {
-	case domain.CodeInvalid:
+	case domain.CodeInvalid, domain.CodeAddressRefused:
 		return http.StatusBadRequest
 	case domain.CodeUnauthenticated:
 		return http.StatusUnauthorized

@@ -11,8 +11,11 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 )
@@ -147,6 +150,77 @@ func TestAPIDocGroupExampleAllowsLocalLogin(t *testing.T) {
 		}
 		if !allowed {
 			t.Errorf("the group example's ip_allowlist %v locks out %s", g.IPAllowlist, addr)
+		}
+	}
+}
+
+// A webhook whose address the SSRF rules refuse is refused when it is
+// created (400 address_refused), not at every delivery; an allowed CIDR
+// still lets it through.
+func TestWebhookRefusedAddressAtCreation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	db := pgtest.New(t)
+	dir := devKeys(t, t.TempDir())
+	addr := freeAddr(t)
+	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr,
+		"VIGIL_RELAY_DISABLE": "true", "VIGIL_WEBHOOK_ALLOW_CIDRS": "127.0.0.2/32"}
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, envFunc(vars), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var tenant map[string]string
+	_ = json.Unmarshal(out.Bytes(), &tenant)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
+		}
+	}
+	create := func(url string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks", strings.NewReader(`{"url": "`+url+`"}`))
+		req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for _, u := range []string{"https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://[::1]:8443/hook", "https://169.254.169.254/latest", "http://93.184.216.34/hook", "https://localhost/hook"} {
+		status, body := create(u)
+		if status != http.StatusBadRequest || !strings.Contains(body, `"address_refused"`) {
+			t.Errorf("POST /v1/webhooks %s: %d %s, want 400 address_refused", u, status, body)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.2:9/hook", "https://93.184.216.34/hook"} {
+		if status, body := create(u); status != http.StatusCreated {
+			t.Errorf("POST /v1/webhooks %s: %d %s, want 201", u, status, body)
 		}
 	}
 }

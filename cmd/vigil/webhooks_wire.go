@@ -40,8 +40,9 @@ type WebhooksRuntime struct {
 // the dispatcher to the event bus. Stop stops them, waiting for requests
 // under way.
 func StartWebhooks(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, bus webhooks.Publisher, s WebhookSettings, logger *slog.Logger) *WebhooksRuntime {
-	cfg := webhooks.Config{Pool: pool, Ledger: l, PayloadRetention: s.PayloadRetention, Logger: logger}
-	d := webhooks.NewDeliverer(cfg, webhook.New(webhook.Options{Allow: s.AllowCIDRs}),
+	client := webhook.New(webhook.Options{Allow: s.AllowCIDRs})
+	cfg := webhooks.Config{Pool: pool, Ledger: l, PayloadRetention: s.PayloadRetention, Logger: logger, CheckAddress: client.CheckURL}
+	d := webhooks.NewDeliverer(cfg, client,
 		webhooks.DelivererOptions{Timeout: s.Timeout, Workers: s.Workers, Rate: s.Rate})
 	fan := webhooks.NewFanout(cfg)
 	fan.Wake = d.Wake
