@@ -25,10 +25,10 @@ const (
 	CodeRecordingRequired = "recording_required"
 	CodeDisabled          = "disabled"
 	CodeRateLimited       = "rate_limited"
+	CodeInternal          = "internal"
 	// CodeAddressRefused: a URL Vigil would have to call (a webhook's)
 	// points at an address its SSRF rules refuse.
 	CodeAddressRefused = "address_refused"
-	CodeInternal          = "internal"
 	// CodeUnavailable: a store (the database) cannot be reached just now;
 	// the same request may succeed when retried a little later.
 	CodeUnavailable = "unavailable"
