@@ -22,7 +22,32 @@ import (
 // count as poison without it.
 var ErrPoison = errors.New("event cannot be applied")
 
-func poison(err error) error { return fmt.Errorf("%w: %w", ErrPoison, err) }
+// poisonError is an ErrPoison with a reason that is safe to show to any
+// tenant's admins (projectionStatus is not scoped to a tenant): it names
+// the kind of problem, never a value of the event.
+type poisonError struct {
+	reason string
+	err    error
+}
+
+func (e *poisonError) Error() string { return ErrPoison.Error() + ": " + e.err.Error() }
+
+func (e *poisonError) Unwrap() []error { return []error{ErrPoison, e.err} }
+
+func poison(reason string, err error) error { return &poisonError{reason: reason, err: err} }
+
+// reason returns the caller-safe reason of a deterministic error.
+func reason(err error) string {
+	var p *poisonError
+	if errors.As(err, &p) {
+		return p.reason
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return "a value the tables refuse (SQLSTATE " + pgErr.Code + ")"
+	}
+	return "the event cannot be applied"
+}
 
 // transient reports whether err is about reaching the database (or the
 // caller giving up), not about the event: such errors are retried, never
@@ -137,11 +162,11 @@ func nested(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) error {
 }
 
 func quarantine(ctx context.Context, tx pgx.Tx, projection string, e *domain.Event, cause error) error {
-	_, err := tx.Exec(ctx, `INSERT INTO projection_quarantine (projection, position, event_id, tenant, type, error, quarantined_at)
-		VALUES ($1, $2, $3, $4, $5, $6, now())
+	_, err := tx.Exec(ctx, `INSERT INTO projection_quarantine (projection, position, event_id, tenant, type, reason, error, quarantined_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now())
 		ON CONFLICT (projection, position) DO UPDATE SET event_id = EXCLUDED.event_id, tenant = EXCLUDED.tenant,
-			type = EXCLUDED.type, error = EXCLUDED.error, quarantined_at = EXCLUDED.quarantined_at`,
-		projection, e.Position, e.ID, clean(e.Tenant), clean(e.Type), clean(cause.Error()))
+			type = EXCLUDED.type, reason = EXCLUDED.reason, error = EXCLUDED.error, quarantined_at = EXCLUDED.quarantined_at`,
+		projection, e.Position, e.ID, clean(e.Tenant), clean(e.Type), reason(cause), clean(cause.Error()))
 	return err
 }
 
@@ -159,7 +184,10 @@ type Quarantined struct {
 	EventID    [16]byte
 	Tenant     string
 	Type       string
-	Error      string
+	// Reason is the kind of problem, safe to show to any tenant; Error is
+	// the whole error, for operators.
+	Reason string
+	Error  string
 }
 
 // Quarantine returns the events the runner's projections set aside, in
@@ -172,14 +200,18 @@ func (r *Runner) Quarantine(ctx context.Context, limit int) ([]Quarantined, erro
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := r.pool.Query(ctx, `SELECT projection, position, event_id, tenant, type, error FROM projection_quarantine
+	rows, err := r.pool.Query(ctx, `SELECT projection, position, event_id, tenant, type, reason, error FROM projection_quarantine
 		WHERE projection = ANY($1) ORDER BY position, projection LIMIT CASE WHEN $2::int < 0 THEN NULL ELSE $2::int END`, names, limit)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Quarantined, error) {
 		var q Quarantined
-		err := row.Scan(&q.Projection, &q.Position, &q.EventID, &q.Tenant, &q.Type, &q.Error)
+		err := row.Scan(&q.Projection, &q.Position, &q.EventID, &q.Tenant, &q.Type, &q.Reason, &q.Error)
 		return q, err
 	})
 }
+
+// LastErrorSQL is the SQL expression, over a projection_quarantine row, of
+// Status.LastError: the position, the type and the caller-safe reason.
+const LastErrorSQL = `'position ' || position || ' (' || type || '): ' || reason`

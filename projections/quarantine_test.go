@@ -99,6 +99,7 @@ func TestPoisonEventNeverStallsOtherTenants(t *testing.T) {
 		Position   int64
 		Tenant     string
 		Type       string
+		Reason     string
 	}
 	quarantine := func() []row {
 		q, err := r.Quarantine(ctx, 0)
@@ -108,13 +109,13 @@ func TestPoisonEventNeverStallsOtherTenants(t *testing.T) {
 			if x.Error == "" || x.EventID == [16]byte{} {
 				t.Errorf("quarantined %d without reason or event id: %+v", x.Position, x)
 			}
-			out = append(out, row{x.Projection, x.Position, x.Tenant, x.Type})
+			out = append(out, row{x.Projection, x.Position, x.Tenant, x.Type, x.Reason})
 		}
 		return out
 	}
 	wantQ := []row{
-		{"reporting", garbage.Position, w.tenant, "session.created"},
-		{"reporting", unknown.Position, w.tenant, "session.teleported"},
+		{"reporting", garbage.Position, w.tenant, "session.created", "the payload does not decode"},
+		{"reporting", unknown.Position, w.tenant, "session.teleported", "an event type this version does not know"},
 	}
 	if diff := cmp.Diff(wantQ, quarantine()); diff != "" {
 		t.Errorf("quarantine (-want +got):\n%s", diff)
@@ -124,7 +125,7 @@ func TestPoisonEventNeverStallsOtherTenants(t *testing.T) {
 	for _, s := range st {
 		switch s.Name {
 		case "reporting":
-			if s.Quarantined != 2 || !strings.Contains(s.LastError, "session.teleported") || s.Lag != 0 {
+			if want := fmt.Sprintf("position %d (session.teleported): an event type this version does not know", unknown.Position); s.Quarantined != 2 || s.LastError != want || s.Lag != 0 {
 				t.Errorf("reporting status = %+v, want 2 quarantined, the last about session.teleported, no lag", s)
 			}
 		case "subjects":

@@ -242,7 +242,11 @@ func (b *batch) recording(e *domain.Event, id string) *recordingRow {
 func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error {
 	p, err := decode(e)
 	if err != nil {
-		return poison(fmt.Errorf("position %d: %w", e.Position, err))
+		why := "the payload does not decode"
+		if _, known := domain.Catalogue.Spec(e.Type); !known {
+			why = "an event type this version does not know"
+		}
+		return poison(why, fmt.Errorf("position %d: %w", e.Position, err))
 	}
 	at := e.OccurredAt.UTC()
 	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" {
@@ -266,7 +270,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 		if err != nil && !transient(err) {
 			// A sealed field that does not open is the event's: set it
 			// aside rather than stall on it.
-			err = poison(fmt.Errorf("position %d: customer e-mail index: %w", e.Position, err))
+			err = poison("a sealed field does not open", fmt.Errorf("position %d: customer e-mail index: %w", e.Position, err))
 		}
 		if err != nil {
 			return err

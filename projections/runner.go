@@ -87,7 +87,9 @@ type Status struct {
 	Head     int64
 	Lag      int64
 	// Quarantined counts the events the projection set aside since its
-	// last rebuild; LastError is the reason of the latest ("" for none).
+	// last rebuild; LastError says which was the latest and why ("" for
+	// none), in words safe for any tenant (the whole errors are in
+	// projection_quarantine and the log).
 	Quarantined int64
 	LastError   string
 }
@@ -107,7 +109,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 			return nil, err
 		}
 		st := Status{Name: p.Name(), Position: pos, Head: head, Lag: head - pos}
-		err = r.pool.QueryRow(ctx, `SELECT count(*), coalesce((SELECT error FROM projection_quarantine
+		err = r.pool.QueryRow(ctx, `SELECT count(*), coalesce((SELECT `+LastErrorSQL+` FROM projection_quarantine
 				WHERE projection = $1 ORDER BY position DESC LIMIT 1), '')
 			FROM projection_quarantine WHERE projection = $1`, p.Name()).Scan(&st.Quarantined, &st.LastError)
 		if err != nil {

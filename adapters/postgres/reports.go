@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	gql "github.com/vigilhq/vigil/api/graphql"
+	"github.com/vigilhq/vigil/projections"
 )
 
 var _ gql.Reports = (*Store)(nil)
@@ -416,9 +417,11 @@ func (s *Store) ProjectionStatus(ctx context.Context) ([]gql.ProjectionState, er
 }
 
 // quarantineColumns are the count of the events projection p set aside and
-// the reason of the latest (migration 00010).
+// which was the latest and why, in words safe for any tenant (migration
+// 00010, projections.LastErrorSQL).
 const quarantineColumns = `(SELECT count(*) FROM projection_quarantine q WHERE q.projection = p.name),
-	coalesce((SELECT error FROM projection_quarantine q WHERE q.projection = p.name ORDER BY position DESC LIMIT 1), '')`
+	coalesce((SELECT ` + projections.LastErrorSQL + ` FROM projection_quarantine q
+		WHERE q.projection = p.name ORDER BY position DESC LIMIT 1), '')`
 
 func toWebhookSubscription(row pgx.CollectableRow) (gql.WebhookSubscription, error) {
 	var w gql.WebhookSubscription
