@@ -21,7 +21,7 @@ func scanKey(row pgx.Row) (ledger.WrappedKey, error) {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return k, domain.ErrNotFound
 		}
-		return k, err
+		return k, unavailable(err)
 	}
 	k.Subject = domain.Subject(subject)
 	if destroyed != nil {

@@ -487,9 +487,10 @@ func (s *Store) Head(ctx context.Context) (int64, error) {
 func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT tenant FROM tenant_logs ORDER BY tenant`)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, unavailable(err)
 }
 
 // TreeSize implements ledger.Store.
@@ -499,7 +500,7 @@ func (s *Store) TreeSize(ctx context.Context, tenant string) (int64, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
-	return n, err
+	return n, unavailable(err)
 }
 
 // ReadHashes implements ledger.Store.

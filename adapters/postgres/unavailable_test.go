@@ -42,12 +42,15 @@ func TestOutageIsUnavailable(t *testing.T) {
 	}
 	proxy.Cut()
 	for name, call := range map[string]func() error{
-		"read all":   func() error { _, err := st.ReadAll(ctx, 0, 10); return err },
-		"head":       func() error { _, err := st.Head(ctx); return err },
-		"api key":    func() error { _, err := st.APIKey(ctx, "k1"); return err },
-		"commit":     commit,
-		"reports":    func() error { _, err := st.ProjectionStatus(ctx); return err },
-		"credential": func() error { _, err := st.Credential(ctx, "acme", "t1"); return err },
+		"read all":    func() error { _, err := st.ReadAll(ctx, 0, 10); return err },
+		"head":        func() error { _, err := st.Head(ctx); return err },
+		"api key":     func() error { _, err := st.APIKey(ctx, "k1"); return err },
+		"commit":      commit,
+		"reports":     func() error { _, err := st.ProjectionStatus(ctx); return err },
+		"credential":  func() error { _, err := st.Credential(ctx, "acme", "t1"); return err },
+		"subject key": func() error { _, err := st.SubjectKey(ctx, "acme", "session:1"); return err },
+		"tenants":     func() error { _, err := st.Tenants(ctx); return err },
+		"tree size":   func() error { _, err := st.TreeSize(ctx, "acme"); return err },
 	} {
 		err := call()
 		if !errors.Is(err, domain.ErrUnavailable) || domain.ErrorCode(err) != domain.CodeUnavailable {
