@@ -714,9 +714,9 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	if err := run(ctx, []string{"erase", "--tenant", tenant["tenant"], "--subject", "session:" + guid, "--reason", "test"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("erase: %v\n%s", err, out.String())
 	}
-	receipt := out.String()[strings.Index(out.String(), "\n")+1:]
+	receipt := out.String() // the receipt alone: status lines go to stderr
 	rf := filepath.Join(dir, "receipt.txt")
-	if err := os.WriteFile(rf, []byte(strings.TrimLeft(receipt, "\n")), 0o600); err != nil {
+	if err := os.WriteFile(rf, []byte(receipt), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
