@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/projections"
@@ -135,6 +136,15 @@ func TestPoisonEventNeverStallsOtherTenants(t *testing.T) {
 		}
 	}
 	_ = newer
+	metrics := `
+# HELP vigil_projection_quarantined_events Events the projection could not apply and set aside in projection_quarantine since its last rebuild; alert when above 0.
+# TYPE vigil_projection_quarantined_events gauge
+vigil_projection_quarantined_events{projection="reporting"} 2
+vigil_projection_quarantined_events{projection="subjects"} 0
+`
+	if err := testutil.CollectAndCompare(r, strings.NewReader(metrics), "vigil_projection_quarantined_events"); err != nil {
+		t.Error(err)
+	}
 
 	// A rebuild tries the quarantined events again (and sets them aside
 	// again, as they still cannot be applied), with the same rows.
