@@ -195,3 +195,34 @@ func arguments(args []*graphql.Argument) []any {
 	}
 	return out
 }
+
+// nullDescriptions replaces the empty descriptions of the introspection
+// answers under names of data by null: graphql-go answers "" for a type or
+// field without one, which the spec has null and which graphql-js prints
+// as an empty block string.
+func nullDescriptions(data any, names []string) {
+	root, ok := data.(map[string]any)
+	if !ok {
+		return
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if k == "description" && e == "" {
+					x[k] = nil
+					continue
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	for _, n := range names {
+		walk(root[n])
+	}
+}

@@ -63,6 +63,9 @@ func TestIntrospection(t *testing.T) {
 		t.Fatalf("getIntrospectionQuery: %d %+v", status, r.Errors)
 	}
 	raw, _ := json.Marshal(r.Data)
+	if strings.Contains(string(raw), `"description":""`) {
+		t.Errorf("introspection answers empty descriptions, not null")
+	}
 	if !strings.Contains(string(raw), `"name":"SessionConnection"`) {
 		t.Errorf("introspection lacks SessionConnection: %.300s", raw)
 	}

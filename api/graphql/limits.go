@@ -35,6 +35,7 @@ type limits struct {
 	visits                           int
 	intro                            *introspection
 	introDepth                       int
+	introNames                       []string // response names of the introspection fields
 	err                              error
 }
 
@@ -97,6 +98,11 @@ func (l *limits) walk(set *ast.SelectionSet, level int, root bool, maxDepth int)
 				break
 			}
 			if root && (s.Name.Value == "__schema" || s.Name.Value == "__type") {
+				name := s.Name.Value
+				if s.Alias != nil {
+					name = s.Alias.Value
+				}
+				l.introNames = append(l.introNames, name)
 				l.intro.root(s)
 				id, _ := l.walk(s.SelectionSet, level+1, false, MaxIntrospectionDepth)
 				l.introDepth = max(l.introDepth, id)

@@ -408,6 +408,9 @@ func (s *Server) run(ctx context.Context, p service.Principal, query string, var
 	}
 	ctx = context.WithValue(ctx, requestKey{}, &request{p: p, loader: newLoader()})
 	res := graphql.Execute(graphql.ExecuteParams{Schema: s.schema, AST: doc, OperationName: operation, Args: vars, Context: ctx})
+	if len(l.introNames) > 0 {
+		nullDescriptions(res.Data, l.introNames)
+	}
 	out := response{}
 	if len(res.Errors) > 0 {
 		out.Errors = s.answerErrors(ctx, res.Errors, "")
