@@ -72,7 +72,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
 	signer, _ := note.NewSigner(skey)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
+	// Checkpoints only when a test asks (CheckpointAll): a slow run
+	// (-race) must not see one appear by itself.
+	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test", CheckpointInterval: time.Hour})
 	go l.Run(context.Background())
 	t.Cleanup(l.Close)
 	svc := service.New(service.Config{Log: l, Identity: st, Idempotency: st, Activity: st, Crypto: sealer, Region: "eu"})
