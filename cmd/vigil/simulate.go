@@ -62,6 +62,17 @@ type simConfig struct {
 }
 
 func runSimulate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	// --profile callcentre is the load of callcentre.go; the default
+	// profile ("sessions") is the one below.
+	profile, rest, err := splitProfile(args)
+	switch {
+	case err == nil && profile == "callcentre":
+		return runCallCentre(ctx, rest, env, stdout, stderr)
+	case err != nil || (profile != "" && profile != "sessions"):
+		fmt.Fprintf(stderr, "vigil simulate: --profile %q: want sessions or callcentre\n", profile)
+		return errUsage
+	}
+	args = rest
 	cfg, err := parseSimulateFlags(args, env, stderr)
 	if err != nil {
 		return err

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Call-centre benchmark of docs/performance.md: `vigil simulate --profile
+# callcentre` with N logged-in technicians, each sending one command every
+# INTERVAL on average (Poisson, open-loop) for DURATION, against a fresh
+# `vigil serve`; then `vigil verify`; then the ledger alone in the same run.
+#
+#   bash bench/callcentre.sh [TECHNICIANS] [DURATION] [INTERVAL]
+#
+# Defaults: 10000 technicians, 5m, 5s (2,000 commands/s). The setup creates
+# and logs in every technician (two scrypt hashes each on the server: about
+# 2 minutes of CPU per thousand) and is reported separately. Needs
+# PostgreSQL on 127.0.0.1:5432 (user postgres). Creates and drops a
+# database of its own; leaves nothing running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+technicians=${1:-10000}
+duration=${2:-5m}
+interval=${3:-5s}
+db="vigil_ccbench_$$"
+dir=$(mktemp -d)
+port=$((20000 + RANDOM % 20000))
+export VIGIL_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+export VIGIL_DATA_DIR="$dir" VIGIL_LOG_LEVEL=error VIGIL_HTTP_ADDR="127.0.0.1:$port" VIGIL_RELAY_ADDR="127.0.0.1:0"
+
+go build -o "$dir/vigil" ./cmd/vigil
+cleanup() {
+  [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$dir/vigil" migrate >/dev/null
+# serve makes the development keys on its first start.
+"$dir/vigil" serve & server=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+tenant=$("$dir/vigil" tenant create --name CallCentre --json)
+admin=$(printf '%s' "$tenant" | sed -E 's/.*"admin_key":"([^"]+)".*/\1/')
+tid=$(printf '%s' "$tenant" | sed -E 's/.*"tenant":"([^"]+)".*/\1/')
+ingest=$("$dir/vigil" apikey create --tenant "$tid" --role ingest --json | sed -E 's/.*"key":"([^"]+)".*/\1/')
+
+
+echo "## vigil simulate --profile callcentre --technicians $technicians --duration $duration --interval $interval"
+status=0
+"$dir/vigil" simulate --profile callcentre --url "http://127.0.0.1:$port" --key "$admin" --ingest-key "$ingest" \
+  --technicians "$technicians" --duration "$duration" --interval "$interval" --seed 1 \
+  --server-pid "$server" --database-url "$VIGIL_DATABASE_URL" ${CALLCENTRE_FLAGS:-} || status=$?
+echo
+kill "$server"; wait "$server" 2>/dev/null || true; server=
+echo "## vigil verify"
+"$dir/vigil" verify --quiet | sed -n '1,4p'
+echo "## database size: $(psql -h 127.0.0.1 -U postgres -d "$db" -Atc 'SELECT pg_size_pretty(pg_database_size(current_database()))')"
+
+echo
+echo "## the ledger alone, same machine, same run (32 callers × 1 event per append)"
+go run ./bench/ledgerbench -cases append1 -events 50000 2>/dev/null | grep -E '^\| (what|---|ledger)|^Go '
+exit $status
