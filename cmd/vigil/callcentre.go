@@ -212,6 +212,46 @@ type ccTech struct {
 	Password string `json:"password"`
 	Group    int    `json:"group"`
 	token    atomic.Pointer[string]
+
+	// A technician goes on a break (logs out) only while no colleague's
+	// session is being handed to him, and is handed none while away.
+	mu      sync.Mutex
+	away    bool
+	holding int
+}
+
+// leave marks t away unless he holds a transferred session.
+func (t *ccTech) leave() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.holding > 0 {
+		return false
+	}
+	t.away = true
+	return true
+}
+
+func (t *ccTech) back() {
+	t.mu.Lock()
+	t.away = false
+	t.mu.Unlock()
+}
+
+// reserve counts a session about to be transferred to t, unless he is away.
+func (t *ccTech) reserve() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.away {
+		return false
+	}
+	t.holding++
+	return true
+}
+
+func (t *ccTech) release() {
+	t.mu.Lock()
+	t.holding--
+	t.mu.Unlock()
 }
 
 func (t *ccTech) tok() string { return *t.token.Load() }
@@ -531,7 +571,7 @@ func (cc *callCentre) console(ctx context.Context, i int, t *ccTech, start, end 
 		if !cc.session(ctx, r, t, n, &next, wait) {
 			return
 		}
-		if r.Float64() < cc.cfg.breakChance {
+		if r.Float64() < cc.cfg.breakChance && t.leave() {
 			// Console inactivity: the technician logs out, is away for a
 			// while (mean 60 s), and logs in again.
 			if !wait() {
@@ -551,6 +591,7 @@ func (cc *callCentre) console(ctx context.Context, i int, t *ccTech, start, end 
 				cc.unexpected(err.Error())
 				return
 			}
+			t.back()
 		}
 	}
 }
@@ -592,9 +633,17 @@ func (cc *callCentre) session(ctx context.Context, r *rand.Rand, t *ccTech, n in
 	cc.sessions.Add(1)
 
 	holder := t
+	defer func() {
+		if holder != t {
+			holder.release()
+		}
+	}()
 	for _, st := range cc.script(r, t) {
 		if !wait() {
 			return false
+		}
+		if st.to != nil && !st.to.reserve() {
+			continue // the colleague is away: no transfer
 		}
 		cred := holder.tok()
 		if st.customer {
@@ -619,10 +668,16 @@ func (cc *callCentre) session(ctx context.Context, r *rand.Rand, t *ccTech, n in
 			return true
 		}
 		if err != nil {
+			if st.to != nil {
+				st.to.release()
+			}
 			cc.unexpected(fmt.Sprintf("session %s: %v", created.ID, err))
 			return true // the next session starts afresh
 		}
 		if st.to != nil {
+			if holder != t {
+				holder.release()
+			}
 			holder = st.to
 		}
 		if st.cmd.Type == "close" {
