@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +11,12 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// ErrCheckpointFork is wrapped by Store.SaveCheckpoint when a checkpoint of
+// the same tenant and size but another root is stored already: two signed
+// tree heads that disagree are the evidence of a forked or rewritten log,
+// never something to drop silently.
+var ErrCheckpointFork = errors.New("checkpoint fork: another root is stored for this size")
 
 // Checkpoint is a signed statement of a tenant's Merkle log: its size and
 // root hash, in the C2SP tlog-checkpoint form, signed as a note.

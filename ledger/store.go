@@ -81,8 +81,10 @@ type Store interface {
 	// ScanPositions calls fn for every committed position in order.
 	ScanPositions(ctx context.Context, fn func(position int64) error) error
 
-	// SaveCheckpoint stores c; storing a checkpoint of a size already
-	// checkpointed is a no-op.
+	// SaveCheckpoint stores c; storing again a checkpoint of a size already
+	// checkpointed with the same root is a no-op, and with another root (a
+	// fork of the log) an error wrapping ErrCheckpointFork, the stored
+	// checkpoint left as it was.
 	SaveCheckpoint(ctx context.Context, c Checkpoint) error
 	// LatestCheckpoint returns tenant's largest checkpoint,
 	// domain.ErrNotFound when it has none.

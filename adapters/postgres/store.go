@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -586,9 +587,25 @@ func (s *Store) ScanPositions(ctx context.Context, fn func(int64) error) error {
 
 // SaveCheckpoint implements ledger.Store.
 func (s *Store) SaveCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO checkpoints (tenant, size, root, note, created_at) VALUES ($1, $2, $3, $4, $5)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO checkpoints (tenant, size, root, note, created_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (tenant, size) DO NOTHING`, c.Tenant, c.Size, c.Root[:], string(c.Note), c.CreatedAt)
-	return translate(err)
+	if err != nil {
+		return fmt.Errorf("save checkpoint %s at %d: %w", c.Tenant, c.Size, translate(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	// A checkpoint of this size is stored (by this process or another):
+	// the same root is an idempotent repeat, another root a fork. Read
+	// after the INSERT, which waited for any concurrent writer of the row.
+	var root []byte
+	if err := s.pool.QueryRow(ctx, `SELECT root FROM checkpoints WHERE tenant = $1 AND size = $2`, c.Tenant, c.Size).Scan(&root); err != nil {
+		return fmt.Errorf("save checkpoint %s at %d: %w", c.Tenant, c.Size, unavailable(err))
+	}
+	if !bytes.Equal(root, c.Root[:]) {
+		return fmt.Errorf("save checkpoint %s at %d: stored root %x, new root %x: %w", c.Tenant, c.Size, root, c.Root[:], ledger.ErrCheckpointFork)
+	}
+	return nil
 }
 
 func (s *Store) queryCheckpoints(ctx context.Context, sql string, args ...any) ([]ledger.Checkpoint, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/vigilhq/vigil/adapters/postgres"
@@ -13,6 +14,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/ledger/ledgertest"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 func newStore(tb testing.TB) ledger.Store {
@@ -176,5 +178,40 @@ func TestReadBackExactJSON(t *testing.T) {
 	}
 	if string(got[0].Data) != string(e.Data) || got[0].LeafHash != out[0].LeafHash {
 		t.Fatalf("data came back as %s", got[0].Data)
+	}
+}
+
+// TestSaveCheckpointFork: a second checkpoint of a stored size is a no-op
+// when its root is the same and an ErrCheckpointFork when it differs; the
+// stored checkpoint stays as it was.
+func TestSaveCheckpointFork(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	first := ledger.Checkpoint{Tenant: "acme", Size: 7, Root: tlog.Hash{1, 2, 3}, Note: []byte("first\n"), CreatedAt: time.Now().UTC()}
+	if err := s.SaveCheckpoint(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	same := first
+	same.Note = []byte("same root, signed again\n")
+	if err := s.SaveCheckpoint(ctx, same); err != nil {
+		t.Fatalf("same root again: %v, want nil", err)
+	}
+	fork := first
+	fork.Root = tlog.Hash{9, 9, 9}
+	err := s.SaveCheckpoint(ctx, fork)
+	if !errors.Is(err, ledger.ErrCheckpointFork) {
+		t.Fatalf("other root at the same size: %v, want ErrCheckpointFork", err)
+	}
+	other := fork
+	other.Tenant = "globex" // the same size in another tenant's log is no fork
+	if err := s.SaveCheckpoint(ctx, other); err != nil {
+		t.Fatalf("other tenant: %v", err)
+	}
+	cps, err := s.Checkpoints(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) != 1 || cps[0].Root != first.Root || string(cps[0].Note) != "first\n" {
+		t.Fatalf("stored checkpoints after the fork: %+v, want the first alone", cps)
 	}
 }
