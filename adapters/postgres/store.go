@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,8 +54,15 @@ type Store struct {
 	pool *pgxpool.Pool
 	opts Options
 
+	// What the last commit left, for the next one-round-trip commit
+	// (see Commit); the server checks it under the writer lock.
 	mu        sync.Mutex
 	frontiers map[string]ledger.Frontier // per tenant, as of the last commit seen
+	head      int64
+	headKnown bool
+	versions  map[streamKey]int64
+
+	fast, fallbacks, reading atomic.Int64
 
 	listenOnce sync.Once
 	listenStop context.CancelFunc
@@ -73,7 +81,7 @@ func NewStore(pool *pgxpool.Pool, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Store{pool: pool, opts: opts, frontiers: map[string]ledger.Frontier{}, wake: make(chan struct{})}
+	return &Store{pool: pool, opts: opts, frontiers: map[string]ledger.Frontier{}, versions: map[streamKey]int64{}, wake: make(chan struct{})}
 }
 
 // Pool returns the store's connection pool.
@@ -102,7 +110,280 @@ const eventColumns = `position, id, tenant, stream, version, seq, type, schema, 
 type streamKey struct{ tenant, stream string }
 
 // Commit implements ledger.Store.
+//
+// A commit first tries one round trip: a pipelined batch that takes the
+// writer lock, has the server check that the head, the tree sizes and the
+// stream versions are still those this store saw at its last commit
+// (vigil_expect_state, migration 00014), writes, and commits. When they
+// moved (another process appended), or the batch holds an event id that is
+// stored already (a retry), the server refuses the batch before anything is
+// written; the store rolls back and commits the reading way: the lock and
+// every read in one round trip, the writes and COMMIT in another. Both ways
+// hold the same lock, so positions stay gapless and commit order is
+// position order with any number of processes.
 func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("commit: %w", acquireFailed(err))
+	}
+	defer c.Release()
+	conn := c.Conn()
+	inTx := false
+	defer func() {
+		if err != nil && inTx {
+			if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				// The connection is unusable; make sure the pool drops it.
+				_ = conn.Close(context.WithoutCancel(ctx))
+			}
+		}
+		if err != nil {
+			// The outcome may be unknown: commit the reading way next.
+			s.forget()
+		}
+		err = unavailable(err)
+	}()
+	if p, ok := s.planFast(reqs); ok {
+		done, err := s.commitFast(ctx, conn, reqs, p, &inTx)
+		if err != nil || done {
+			return err
+		}
+		s.fallbacks.Add(1)
+	}
+	s.reading.Add(1)
+	return s.commitReading(ctx, conn, reqs, &inTx)
+}
+
+// CommitStats counts the commits of a Store by the way they went.
+type CommitStats struct {
+	Fast      int64 // committed in one round trip
+	Fallbacks int64 // one-round-trip batches the server refused (state moved, or a retried id)
+	Reading   int64 // commits the reading way (after a fallback, or with nothing cached)
+}
+
+// CommitStats returns the store's commit counts since NewStore. It is safe
+// for concurrent use.
+func (s *Store) CommitStats() CommitStats {
+	return CommitStats{Fast: s.fast.Load(), Fallbacks: s.fallbacks.Load(), Reading: s.reading.Load()}
+}
+
+// maxCachedStreams bounds the stream versions the writer remembers; past it
+// the cache starts again (a stream not remembered costs at most one refused
+// batch, when its guessed version is wrong).
+const maxCachedStreams = 1 << 16
+
+// fastPlan is what the one-round-trip commit assumes: the state as this
+// store last committed it, which the server checks under the lock.
+type fastPlan struct {
+	head      int64
+	frontiers map[string]*ledger.Frontier // copies, kept only after the commit
+	assumed   map[streamKey]int64         // the stream versions assumed before the commit
+	// the assumptions, for vigil_expect_state
+	tenants          []string
+	sizes            []int64
+	sTenants, sNames []string
+	sVersions        []int64
+}
+
+// planFast returns the assumptions of a one-round-trip commit of reqs, or
+// false when the reading way is needed anyway: the head is unknown (first
+// commit), a request's expected version differs from the one remembered
+// (a real conflict, which the reading way reports), or the batch repeats an
+// event id.
+func (s *Store) planFast(reqs []*ledger.AppendRequest) (*fastPlan, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.headKnown {
+		return nil, false
+	}
+	p := &fastPlan{head: s.head, frontiers: map[string]*ledger.Frontier{}, assumed: map[streamKey]int64{}}
+	running := map[streamKey]int64{}
+	ids := map[uuid.UUID]bool{}
+	for _, r := range reqs {
+		if len(r.Events) == 0 {
+			return nil, false
+		}
+		for i := range r.Events {
+			if ids[r.Events[i].ID] {
+				return nil, false
+			}
+			ids[r.Events[i].ID] = true
+		}
+		if _, ok := p.frontiers[r.Tenant]; !ok {
+			f := s.frontiers[r.Tenant] // a tenant never written here: guess empty
+			p.frontiers[r.Tenant] = &f
+			p.tenants = append(p.tenants, r.Tenant)
+			p.sizes = append(p.sizes, f.Size())
+		}
+		k := streamKey{r.Tenant, r.Stream}
+		v, ok := running[k]
+		if !ok {
+			if v, ok = s.versions[k]; !ok {
+				// Not remembered: the caller's expectation, or a new stream.
+				v = max(r.ExpectedVersion, 0)
+			}
+			p.assumed[k] = v
+			p.sTenants = append(p.sTenants, r.Tenant)
+			p.sNames = append(p.sNames, r.Stream)
+			p.sVersions = append(p.sVersions, v)
+		}
+		if r.ExpectedVersion >= 0 && r.ExpectedVersion != v {
+			return nil, false
+		}
+		running[k] = v + int64(len(r.Events))
+	}
+	return p, true
+}
+
+// commitFast sends the whole transaction of reqs in one batch under the
+// assumptions of p. It returns true when committed; false with a nil error
+// when the server refused the batch before COMMIT and it was rolled back
+// (nothing written: commit the reading way); an error otherwise, with
+// *inTx telling whether a transaction may still be open.
+func (s *Store) commitFast(ctx context.Context, conn *pgx.Conn, reqs []*ledger.AppendRequest, p *fastPlan, inTx *bool) (bool, error) {
+	var (
+		ev       eventCols
+		hs       hashCols
+		computed []tlog.Hash
+		head     = p.head
+		versions = map[streamKey]int64{}
+	)
+	for _, r := range reqs {
+		k := streamKey{r.Tenant, r.Stream}
+		cur, ok := versions[k]
+		if !ok {
+			cur = p.assumed[k]
+		}
+		computed = assign(r, cur, &head, p.frontiers[r.Tenant], &ev, &hs, computed)
+		versions[k] = cur + int64(len(r.Events))
+	}
+	sizes := make(map[string]int64, len(p.frontiers))
+	for t, f := range p.frontiers {
+		sizes[t] = f.Size()
+	}
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL plan_cache_mode = auto`) // see commitReading
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, writerLockKey)
+	b.Queue(`SELECT vigil_expect_state($1, $2, $3, $4, $5, $6)`, p.head, p.tenants, p.sizes, p.sTenants, p.sNames, p.sVersions)
+	queueWrites(b, &ev, &hs, sizes, head)
+	b.Queue(`COMMIT`)
+	n := b.Len()
+	*inTx = true
+	br := conn.SendBatch(ctx, b)
+	failed, err := -1, error(nil)
+	for i := 0; i < n && err == nil; i++ {
+		if _, err = br.Exec(); err != nil {
+			failed = i
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		failed, err = n-1, cerr
+	}
+	var pgErr *pgconn.PgError
+	if err != nil && failed < n-1 && errors.As(err, &pgErr) {
+		// Refused before COMMIT: by vigil_expect_state (SQLSTATE VG001),
+		// or by a unique index (a retried event id, or a stream this
+		// store guessed wrong). Nothing is written.
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			return false, fmt.Errorf("commit: roll back a refused batch: %w", rerr)
+		}
+		*inTx = false
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("commit: %w", translate(err))
+	}
+	*inTx = false
+	if conn.PgConn().TxStatus() != 'I' {
+		*inTx = true
+		return false, errors.New("commit: transaction was rolled back")
+	}
+	s.fast.Add(1)
+	s.noteCommit(head, versions, p.frontiers)
+	return true, nil
+}
+
+// noteCommit remembers the state a commit left, for the next one-round-trip
+// commit. A commit older than the state remembered (two commits of this
+// store racing) is not noted: the server would refuse it anyway.
+func (s *Store) noteCommit(head int64, versions map[streamKey]int64, frontiers map[string]*ledger.Frontier) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.headKnown && head < s.head {
+		return
+	}
+	s.head, s.headKnown = head, true
+	if len(s.versions)+len(versions) > maxCachedStreams {
+		s.versions = map[streamKey]int64{}
+	}
+	for k, v := range versions {
+		s.versions[k] = v
+	}
+	for t, f := range frontiers {
+		s.frontiers[t] = *f
+	}
+}
+
+// forget drops what noteCommit remembered, so that the next commit goes
+// the reading way.
+func (s *Store) forget() {
+	s.mu.Lock()
+	s.headKnown = false
+	s.versions = map[streamKey]int64{}
+	s.mu.Unlock()
+}
+
+// assign gives r's events, appended to a stream at version cur, their
+// versions, leaf hashes, positions after *head and sequence numbers in f,
+// and adds their rows and stored hashes to ev and hs. computed is scratch
+// space, returned for reuse.
+func assign(r *ledger.AppendRequest, cur int64, head *int64, f *ledger.Frontier, ev *eventCols, hs *hashCols, computed []tlog.Hash) []tlog.Hash {
+	for i := range r.Events {
+		e := &r.Events[i]
+		v := cur + int64(i) + 1
+		if e.Version != v || e.LeafHash == [32]byte{} {
+			e.Version = v
+			e.LeafHash = ledger.LeafHash(e)
+		}
+		*head++
+		e.Position = *head
+		e.Seq = f.Size()
+		start := tlog.StoredHashIndex(0, e.Seq)
+		computed = f.Append(computed[:0], e.LeafHash)
+		for j, h := range computed {
+			hs.add(r.Tenant, start+int64(j), h)
+		}
+		ev.add(e)
+	}
+	return computed
+}
+
+// queueWrites queues a commit's writes: the events, the Merkle log's stored
+// hashes, the tenants' tree sizes and the notification of the new head.
+func queueWrites(b *pgx.Batch, ev *eventCols, hs *hashCols, sizes map[string]int64, head int64) {
+	b.Queue(`INSERT INTO events (position, id, tenant, stream, version, seq, type, schema, occurred_at, recorded_at, actor_kind, actor_id, data, sealed, leaf_hash)
+		SELECT p, i, t, s, v, q, ty, sc, o, r, ak, ai, d::json, se, l
+		FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[],
+			$9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])
+			AS u(p, i, t, s, v, q, ty, sc, o, r, ak, ai, d, se, l)`,
+		ev.position, ev.id, ev.tenant, ev.stream, ev.version, ev.seq, ev.typ, ev.schema,
+		ev.occurred, ev.recorded, ev.actorKind, ev.actorID, ev.data, ev.sealed, ev.leaf)
+	b.Queue(`INSERT INTO merkle_hashes (tenant, idx, hash) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])`,
+		hs.tenant, hs.idx, hs.hash)
+	var st []string
+	var sv []int64
+	for t, n := range sizes {
+		st, sv = append(st, t), append(sv, n)
+	}
+	b.Queue(`INSERT INTO tenant_logs (tenant, size) SELECT * FROM unnest($1::text[], $2::bigint[])
+		ON CONFLICT (tenant) DO UPDATE SET size = EXCLUDED.size WHERE tenant_logs.size <> EXCLUDED.size`, st, sv)
+	b.Queue(`SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(head, 10))
+}
+
+// commitReading commits reqs the reading way: BEGIN, the lock and every
+// read (head, stored ids, stream versions, tree sizes) in one pipelined
+// batch; every write and COMMIT in another.
+func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledger.AppendRequest, inTx *bool) (err error) {
 	ids := make([][16]byte, 0, len(reqs))
 	var sTenants, sStreams []string
 	seenStream := map[streamKey]bool{}
@@ -124,25 +405,6 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 		}
 	}
 
-	// The transaction takes two round trips: BEGIN, the lock and every read
-	// in one pipelined batch; every write and COMMIT in another.
-	c, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("commit: %w", acquireFailed(err))
-	}
-	defer c.Release()
-	conn := c.Conn()
-	inTx := false
-	defer func() {
-		if err != nil && inTx {
-			if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
-				// The connection is unusable; make sure the pool drops it.
-				_ = conn.Close(context.WithoutCancel(ctx))
-			}
-		}
-		err = unavailable(err)
-	}()
-
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	// The pool plans every statement for its arguments (see Open); the
@@ -156,10 +418,11 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
 	b.Queue(`SELECT `+eventColumns+` FROM events WHERE id = ANY($1)`, ids)
 	b.Queue(`SET LOCAL plan_cache_mode = auto`)
-	b.Queue(`SELECT s.tenant, s.stream, s.version FROM streams s
-		JOIN unnest($1::text[], $2::text[]) AS u(tenant, stream) ON s.tenant = u.tenant AND s.stream = u.stream`, sTenants, sStreams)
+	// Stream versions from the events' (tenant, stream, version) index.
+	b.Queue(`SELECT u.tenant, u.stream, coalesce((SELECT max(e.version) FROM events e WHERE e.tenant = u.tenant AND e.stream = u.stream), 0)
+		FROM unnest($1::text[], $2::text[]) AS u(tenant, stream)`, sTenants, sStreams)
 	b.Queue(`SELECT tenant, size FROM tenant_logs WHERE tenant = ANY($1)`, tenants)
-	inTx = true
+	*inTx = true
 	br := conn.SendBatch(ctx, b)
 	var head int64
 	existing := map[uuid.UUID]domain.Event{}
@@ -302,23 +565,9 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 		if err != nil {
 			return fmt.Errorf("commit: frontier of %s: %w", r.Tenant, err)
 		}
-		for i := range r.Events {
-			e := &r.Events[i]
-			v := cur + int64(i) + 1
-			if e.Version != v || e.LeafHash == [32]byte{} {
-				e.Version = v
-				e.LeafHash = ledger.LeafHash(e)
-			}
-			head++
-			e.Position = head
-			e.Seq = f.Size()
-			start := tlog.StoredHashIndex(0, e.Seq)
-			computed = f.Append(computed[:0], e.LeafHash)
-			for j, h := range computed {
-				hs.add(r.Tenant, start+int64(j), h)
-			}
-			ev.add(e)
-			inBatch[e.ID] = *e
+		computed = assign(r, cur, &head, f, &ev, &hs, computed)
+		for _, e := range r.Events {
+			inBatch[e.ID] = e
 		}
 		versions[k] = cur + int64(len(r.Events))
 		sizes[r.Tenant] = f.Size()
@@ -326,30 +575,7 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	}
 	b = &pgx.Batch{}
 	if written > 0 {
-		b.Queue(`INSERT INTO events (position, id, tenant, stream, version, seq, type, schema, occurred_at, recorded_at, actor_kind, actor_id, data, sealed, leaf_hash)
-			SELECT p, i, t, s, v, q, ty, sc, o, r, ak, ai, d::json, se, l
-			FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[],
-				$9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])
-				AS u(p, i, t, s, v, q, ty, sc, o, r, ak, ai, d, se, l)`,
-			ev.position, ev.id, ev.tenant, ev.stream, ev.version, ev.seq, ev.typ, ev.schema,
-			ev.occurred, ev.recorded, ev.actorKind, ev.actorID, ev.data, ev.sealed, ev.leaf)
-		b.Queue(`INSERT INTO merkle_hashes (tenant, idx, hash) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])`,
-			hs.tenant, hs.idx, hs.hash)
-		var vt, vs []string
-		var vv []int64
-		for k, v := range versions {
-			vt, vs, vv = append(vt, k.tenant), append(vs, k.stream), append(vv, v)
-		}
-		var st []string
-		var sv []int64
-		for t, n := range sizes {
-			st, sv = append(st, t), append(sv, n)
-		}
-		b.Queue(`INSERT INTO streams (tenant, stream, version) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-			ON CONFLICT (tenant, stream) DO UPDATE SET version = EXCLUDED.version WHERE streams.version <> EXCLUDED.version`, vt, vs, vv)
-		b.Queue(`INSERT INTO tenant_logs (tenant, size) SELECT * FROM unnest($1::text[], $2::bigint[])
-			ON CONFLICT (tenant) DO UPDATE SET size = EXCLUDED.size WHERE tenant_logs.size <> EXCLUDED.size`, st, sv)
-		b.Queue(`SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(head, 10))
+		queueWrites(b, &ev, &hs, sizes, head)
 	}
 	// Nothing new when every request was a retry or failed its checks:
 	// the transaction then only commits its reads.
@@ -357,19 +583,15 @@ func (s *Store) Commit(ctx context.Context, reqs []*ledger.AppendRequest) (err e
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("commit: %w", translate(err))
 	}
-	inTx = false
+	*inTx = false
 	if conn.PgConn().TxStatus() != 'I' {
 		// A COMMIT of an aborted transaction answers ROLLBACK without an
 		// error; nothing was written.
-		inTx = true
+		*inTx = true
 		err = errors.New("commit: transaction was rolled back")
 		return err
 	}
-	s.mu.Lock()
-	for t, f := range frontiers {
-		s.frontiers[t] = *f
-	}
-	s.mu.Unlock()
+	s.noteCommit(head, versions, frontiers)
 	return nil
 }
 
