@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -741,6 +742,20 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 		if strings.Contains(line, guid) && strings.Contains(line, name) {
 			t.Errorf("sessions.csv after erasure: %s", line)
 		}
+	}
+	// The projections reach the head before serve stops, so that the rows
+	// compared with a rebuild below are complete (the erasure's own events
+	// may still be on their way).
+	caughtUp := regexp.MustCompile(`"lag":0\b`)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		st := graphql(`{"query": "{ projectionStatus { name lag } }"}`)
+		if strings.Count(st, `"name"`) > 0 && strings.Count(st, `"name"`) == len(caughtUp.FindAllString(st, -1)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("projections did not catch up: %s", st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// Every acknowledged request is in the log, and the log verifies.
 	_ = cmd.Process.Signal(syscall.SIGTERM)
