@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test ci lint fmt-check build fuzz bench run
+.PHONY: test ci lint fmt-check build fuzz fuzz-brief bench run
 
 ## test: the whole suite against the local PostgreSQL, with the race detector
 test:
@@ -11,8 +11,12 @@ test:
 	# The webhook soak at its full 10,000 events (too slow under -race).
 	$(GO) test -count=1 -timeout 10m -run 'TestSoak$$' ./webhooks/
 
-## ci: formatting, vet, staticcheck, then the whole suite
-ci: fmt-check lint test
+## ci: formatting, vet, staticcheck, the whole suite, then every fuzz target briefly
+ci: fmt-check lint test fuzz-brief
+
+## fuzz-brief: each fuzz target for a few seconds beyond its seed corpus (CI)
+fuzz-brief:
+	$(MAKE) fuzz FUZZTIME=3s
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
