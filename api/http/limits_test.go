@@ -102,7 +102,7 @@ func TestUnauthenticatedRequestsAreCapped(t *testing.T) {
 	var status int
 	var body []byte
 	var h http.Header
-	eventually(t, "a third login refused", func() bool {
+	eventuallyWithin(t, "a third login refused", time.Minute, func() bool {
 		status, body, h = post(t, addr, "/v1/auth/login", "", login)
 		return status == http.StatusServiceUnavailable
 	})
@@ -123,7 +123,7 @@ func TestUnauthenticatedRequestsAreCapped(t *testing.T) {
 	}
 	// A slow login that goes away gives its slot back.
 	a.Close()
-	eventually(t, "a login answered once a slot is free", func() bool {
+	eventuallyWithin(t, "a login answered once a slot is free", time.Minute, func() bool {
 		status, body, _ = post(t, addr, "/v1/auth/login", "", login)
 		return status != http.StatusServiceUnavailable
 	})
@@ -140,7 +140,7 @@ func TestAuthenticatedRequestsLeaveTheCap(t *testing.T) {
 	slowRequest(t, addr, "POST", "/v1/groups", e.admin)
 	var status int
 	var body []byte
-	eventually(t, "a login answered beside a slow authenticated request", func() bool {
+	eventuallyWithin(t, "a login answered beside a slow authenticated request", time.Minute, func() bool {
 		status, body, _ = post(t, addr, "/v1/auth/login", "", `{"email": "nobody@example.com", "password": "x"}`)
 		return status != http.StatusServiceUnavailable
 	})

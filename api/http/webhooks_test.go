@@ -121,7 +121,14 @@ func (rc *hookReceiver) all() []hook {
 
 func eventually(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	end := time.Now().Add(10 * time.Second)
+	eventuallyWithin(t, what, 10*time.Second, ok)
+}
+
+// eventuallyWithin is eventually with its own bound, for waits that run
+// scrypt (seconds each under -race on a loaded machine).
+func eventuallyWithin(t *testing.T, what string, bound time.Duration, ok func() bool) {
+	t.Helper()
+	end := time.Now().Add(bound)
 	for !ok() {
 		if time.Now().After(end) {
 			t.Fatalf("timed out waiting for %s", what)
