@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -17,10 +18,14 @@ import (
 type Limits struct {
 	// MaxUnauthenticated caps the requests in progress that have not yet
 	// shown a valid credential: logins (which run scrypt, 32 MiB and tens
-	// of milliseconds each) and every other request until its bearer
-	// credential is accepted. A request past the cap is answered at once
-	// with 503, code unavailable, and Retry-After. Zero or less: no cap.
-	// /healthz and /readyz are never counted, so probes keep answering.
+	// of milliseconds each) at most MaxUnauthenticated, and every other
+	// request until its bearer credential is accepted at most
+	// PendingAuthFactor times that (a credential check is a hash and a
+	// look-up, not scrypt: a busy node has many of them in flight, and
+	// they must not be shed as a flood would be). A request past its cap
+	// is answered at once with 503, code unavailable, and Retry-After.
+	// Zero or less: no cap. /healthz and /readyz are never counted, so
+	// probes keep answering.
 	MaxUnauthenticated int
 	// WriteTimeout, when positive, is the longest one write of a response
 	// may wait for the client to take data. Each write moves the
@@ -49,14 +54,19 @@ const (
 	codeRequestTimeout = "request_timeout"
 )
 
+// PendingAuthFactor is how many more requests may wait for their bearer
+// credential's check than logins may run (Limits.MaxUnauthenticated).
+const PendingAuthFactor = 32
+
 // loginPath is the one endpoint that reads a body before any credential:
 // its whole run counts as unauthenticated.
 const loginPath = "/v1/auth/login"
 
 // limiter applies Limits to every request. It is safe for concurrent use.
 type limiter struct {
-	lim   Limits
-	slots chan struct{} // nil: no cap
+	lim     Limits
+	slots   chan struct{} // logins and requests without a credential; nil: no cap
+	pending chan struct{} // requests whose bearer credential is being checked
 }
 
 func newLimiter(l Limits) *limiter {
@@ -69,6 +79,7 @@ func newLimiter(l Limits) *limiter {
 	lm := &limiter{lim: l}
 	if l.MaxUnauthenticated > 0 {
 		lm.slots = make(chan struct{}, l.MaxUnauthenticated)
+		lm.pending = make(chan struct{}, l.MaxUnauthenticated*PendingAuthFactor)
 	}
 	return lm
 }
@@ -98,8 +109,12 @@ func authenticated(r *http.Request) {
 // serve runs next for r under the limits.
 func (l *limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if l.slots != nil && !probe(r) {
+		slots := l.slots
+		if r.URL.Path != loginPath && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			slots = l.pending
+		}
 		select {
-		case l.slots <- struct{}{}:
+		case slots <- struct{}{}:
 		default:
 			var body errorBody
 			body.Error.Code = codeUnavailable
@@ -109,7 +124,7 @@ func (l *limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
-		g := &gate{slots: l.slots}
+		g := &gate{slots: slots}
 		defer g.release()
 		r = r.WithContext(context.WithValue(r.Context(), gateKey{}, g))
 		if r.URL.Path != loginPath {

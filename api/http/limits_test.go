@@ -109,9 +109,15 @@ func TestUnauthenticatedRequestsAreCapped(t *testing.T) {
 	if code := errorCode(t, body); code != "unavailable" || h.Get("Retry-After") == "" {
 		t.Errorf("refusal: %s, Retry-After %q", body, h.Get("Retry-After"))
 	}
-	// A request with a credential counts until the credential is accepted.
-	if status, body, _ := post(t, addr, "/v1/groups", e.admin, `{"name": "g"}`); status != http.StatusServiceUnavailable {
-		t.Errorf("authenticated request while full: %d %s", status, body)
+	// A request without a credential shares the logins' slots.
+	if status, body, _ := post(t, addr, "/v1/groups", "", `{"name": "g"}`); status != http.StatusServiceUnavailable {
+		t.Errorf("request without a credential while full: %d %s", status, body)
+	}
+	// A request with a bearer credential waits for its check in a pool of
+	// its own (PendingAuthFactor times larger): logins filling theirs do
+	// not shed a busy node's ordinary traffic.
+	if status, body, _ := post(t, addr, "/v1/groups", e.admin, `{"name": "g"}`); status != http.StatusCreated {
+		t.Errorf("authenticated request while logins are full: %d %s", status, body)
 	}
 	// Probes never count.
 	for _, p := range []string{"/healthz", "/readyz"} {
