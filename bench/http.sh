@@ -26,13 +26,14 @@ cleanup() {
 trap cleanup EXIT
 
 "$dir/vigil" migrate >/dev/null
+# serve first: in development it generates the data dir's keys, which the
+# tenant and apikey commands below need.
+"$dir/vigil" serve & server=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 tenant=$("$dir/vigil" tenant create --name Bench --json)
 admin=$(printf '%s' "$tenant" | sed -E 's/.*"admin_key":"([^"]+)".*/\1/')
 tid=$(printf '%s' "$tenant" | sed -E 's/.*"tenant":"([^"]+)".*/\1/')
 ingest=$("$dir/vigil" apikey create --tenant "$tid" --role ingest --json | sed -E 's/.*"key":"([^"]+)".*/\1/')
-
-"$dir/vigil" serve & server=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 
 echo "## vigil simulate --sessions $sessions --concurrency $concurrency (through HTTP)"
 "$dir/vigil" simulate --url "http://127.0.0.1:$port" --key "$admin" --ingest-key "$ingest" \
