@@ -64,7 +64,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 			return err
 		}
 		if st.has && st.latest.Size == c.Size {
-			return nil
+			return sameRoot(st.latest, c)
 		}
 		if st.has && c.Size < st.latest.Size {
 			// A late save of a smaller size (processes racing): look
@@ -75,7 +75,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 			}
 			for _, old := range cps {
 				if old.Size == c.Size {
-					return nil
+					return sameRoot(old, c)
 				}
 			}
 		}
@@ -93,6 +93,15 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 		return nil
 	}
 	return fmt.Errorf("save checkpoint %s/%d: the checkpoint stream kept changing: %w", c.Tenant, c.Size, domain.ErrConcurrency)
+}
+
+// sameRoot makes saving a size already stored a no-op when the root is the
+// same, and a fork (ledger.ErrCheckpointFork) when it is not.
+func sameRoot(stored, c ledger.Checkpoint) error {
+	if stored.Root != c.Root {
+		return fmt.Errorf("save checkpoint %s at %d: stored root %x, new root %x: %w", c.Tenant, c.Size, stored.Root[:], c.Root[:], ledger.ErrCheckpointFork)
+	}
+	return nil
 }
 
 // LatestCheckpoint implements ledger.Store.

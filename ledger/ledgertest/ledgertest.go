@@ -123,6 +123,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, newStore) })
 	t.Run("TenantsHaveSeparateLogs", func(t *testing.T) { testTenants(t, newStore) })
 	t.Run("CloseCommitsQueued", func(t *testing.T) { testClose(t, newStore) })
+	t.Run("CheckpointForkRefused", func(t *testing.T) { testCheckpointFork(t, newStore) })
 }
 
 func testClose(t *testing.T, newStore NewStore) {
@@ -749,5 +750,32 @@ func testTenants(t *testing.T, newStore NewStore) {
 	}
 	if rep.Tenants != 2 || rep.Checkpoints != 2 || rep.Positions != 3 {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+// testCheckpointFork: saving a checkpoint of a size already stored is a
+// no-op with the same root and ErrCheckpointFork with another, whatever
+// the store.
+func testCheckpointFork(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	st := newStore(t)
+	first := ledger.Checkpoint{Tenant: "fork", Size: 3, Root: tlog.Hash{1, 2, 3}, Note: []byte("first\n"), CreatedAt: time.Now().UTC()}
+	if err := st.SaveCheckpoint(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveCheckpoint(ctx, first); err != nil {
+		t.Fatalf("the same checkpoint again: %v, want nil", err)
+	}
+	fork := first
+	fork.Root = tlog.Hash{9, 9, 9}
+	if err := st.SaveCheckpoint(ctx, fork); !errors.Is(err, ledger.ErrCheckpointFork) {
+		t.Fatalf("another root at a stored size: %v, want ErrCheckpointFork", err)
+	}
+	latest, err := st.LatestCheckpoint(ctx, "fork")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest.Root != first.Root {
+		t.Fatalf("stored root after the fork: %x, want %x", latest.Root, first.Root)
 	}
 }
