@@ -18,11 +18,24 @@ import (
 )
 
 func runKeys(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	const synopsis = `usage: vigil keys public | pinned | rotate [--new-key-file FILE] | rotate-signing --new-key-file FILE | new-master | new-signing FILE
+
+  public          print the checkpoint verifier key
+  pinned          list the verifier keys the log accepts
+  rotate          re-wrap every subject key under a new master key
+  rotate-signing  add a new checkpoint signing key, audited in every tenant's log
+  new-master      print a fresh random master key (base64)
+  new-signing     write a new checkpoint signing key to FILE and its verifier key to FILE.pub
+
+'vigil keys SUBCOMMAND -h' shows a subcommand's flags.`
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil keys public | pinned | rotate [--new-key-file FILE] | rotate-signing --new-key-file FILE | new-master | new-signing FILE")
+		fmt.Fprintln(stderr, synopsis)
 		return errUsage
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, synopsis)
+		return nil
 	case "public":
 		return runKeysPublic(args[1:], env, stdout, stderr)
 	case "rotate":

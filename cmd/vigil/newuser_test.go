@@ -58,6 +58,16 @@ func TestSubcommandUsageShowsOnlyItsFlags(t *testing.T) {
 			}
 		})
 	}
+	// keys is a group of subcommands: -h lists them, on stdout, exit 0.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "-h"}, envFunc(nil), &out, io.Discard); err != nil {
+		t.Fatalf("keys -h: %v", err)
+	}
+	for _, sub := range []string{"usage: vigil keys", "rotate-signing", "new-signing", "pinned"} {
+		if !strings.Contains(out.String(), sub) {
+			t.Errorf("keys -h lacks %q:\n%s", sub, out.String())
+		}
+	}
 	// serve's flags are the configuration: it still lists them.
 	var stderr bytes.Buffer
 	_ = run(context.Background(), []string{"serve", "-h"}, envFunc(nil), io.Discard, &stderr)
