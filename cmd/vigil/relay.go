@@ -424,8 +424,9 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
 	rc := bindRelayConfig(fs, env)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	setUsage(fs, "vigil relay [flags]", "The TLS gateway relay alone: it asks the backend (VIGIL_RELAY_BACKEND_URL) with a relay\nAPI key (VIGIL_RELAY_API_KEY) and publishes its events on the bus (docs/relay-protocol.md).")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	lvl, err := parseLevel(cfg.LogLevel)
 	if err != nil {
