@@ -302,11 +302,11 @@ func (s *Service) loadTechnician(ctx context.Context, tenant, id string) (*domai
 }
 
 func (s *Service) loadGroup(ctx context.Context, tenant, id string) (*domain.Group, error) {
-	g := domain.NewGroup(tenant, id)
 	if id == "" {
 		return nil, errNotFound("group does not exist")
 	}
-	if err := s.load(ctx, g); err != nil {
+	g, err := s.group(ctx, tenant, id)
+	if err != nil {
 		return nil, err
 	}
 	if !g.Exists() {
