@@ -10,13 +10,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,18 +41,8 @@ func TestNothingPersonalInClearAtRest(t *testing.T) {
 	env := envFunc(vars)
 	ctx := context.Background()
 
+	tenant, ingest := tenantWithIngest(t, env)
 	var out bytes.Buffer
-	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var tenant map[string]string
-	_ = json.Unmarshal(out.Bytes(), &tenant)
-	out.Reset()
-	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "ingest", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var ingest map[string]string
-	_ = json.Unmarshal(out.Bytes(), &ingest)
 
 	// A CRM receiver, so that webhook payloads are stored too.
 	var hooks sync.Map
@@ -66,33 +53,8 @@ func TestNothingPersonalInClearAtRest(t *testing.T) {
 	}))
 	defer receiver.Close()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
+	_, logs := serveProcess(t, vars)
 	base := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r, err := http.Get(base + "/readyz")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
-		}
-	}
 	req, _ := http.NewRequest("POST", base+"/v1/webhooks", strings.NewReader(`{"url": "`+receiver.URL+`", "description": "crm"}`))
 	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
 	req.Header.Set("Content-Type", "application/json")

@@ -3,19 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 )
@@ -64,45 +59,10 @@ func TestCallCentreAgainstRealServer(t *testing.T) {
 	env := envFunc(vars)
 	ctx := context.Background()
 
+	tenant, ingest := tenantWithIngest(t, env)
 	var out bytes.Buffer
-	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var tenant map[string]string
-	_ = json.Unmarshal(out.Bytes(), &tenant)
-	out.Reset()
-	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "ingest", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var ingest map[string]string
-	_ = json.Unmarshal(out.Bytes(), &ingest)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
-		}
-	}
+	cmd, logs := serveProcess(t, vars)
 
 	state := filepath.Join(t.TempDir(), "callcentre.json")
 	args := []string{"simulate", "--profile", "callcentre", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],

@@ -485,18 +485,8 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	env := envFunc(vars)
 	ctx := context.Background()
 
+	tenant, ingest := tenantWithIngest(t, env)
 	var out bytes.Buffer
-	if err := run(ctx, []string{"tenant", "create", "--name", "Acme", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var tenant map[string]string
-	_ = json.Unmarshal(out.Bytes(), &tenant)
-	out.Reset()
-	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "ingest", "--json"}, env, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var ingest map[string]string
-	_ = json.Unmarshal(out.Bytes(), &ingest)
 
 	// A CRM receiver for session.ended webhooks.
 	var hookMu sync.Mutex
@@ -519,32 +509,7 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	defer receiver.Close()
 	vars["VIGIL_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.1/32"
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=serve")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready: %v\n%s", err, logs.String())
-		}
-	}
+	cmd, logs := serveProcess(t, vars)
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks", strings.NewReader(`{"url": "`+receiver.URL+`", "description": "crm"}`))
 	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
 	req.Header.Set("Content-Type", "application/json")
