@@ -90,12 +90,7 @@ func (s *Store) Sessions(ctx context.Context, tenant string, f gql.SessionFilter
 
 // CountSessions implements gql.Reports.
 func (s *Store) CountSessions(ctx context.Context, tenant string, f gql.SessionFilter) (int, error) {
-	w := sessionWhere(tenant, f)
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM rpt_sessions WHERE `+w.String(), w.args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count sessions: %w", err)
-	}
-	return n, nil
+	return s.count(ctx, "sessions", "rpt_sessions", sessionWhere(tenant, f))
 }
 
 // SessionsByIDs implements gql.Reports.
@@ -253,6 +248,18 @@ func (s *Store) RecordingsBySessions(ctx context.Context, tenant string, ids []s
 
 // Recordings implements gql.Reports.
 func (s *Store) Recordings(ctx context.Context, tenant string, f gql.RecordingFilter, p gql.RecordingPage) ([]gql.Recording, error) {
+	w, src := recordingsWhere(tenant, f)
+	if p.After != nil {
+		w.add("(r.at, r.guid, r.recording_id) > (" + w.arg(p.After.At) + "::timestamptz, " + w.arg(p.After.SessionID) + "::text, " +
+			w.arg(p.After.RecordingID) + "::text)")
+	}
+	return query(ctx, s, "recordings", toRecording, `SELECT `+recordingColumns+` FROM `+src+` WHERE `+w.String()+
+		` ORDER BY r.at, r.guid, r.recording_id LIMIT `+w.arg(p.Limit), w.args...)
+}
+
+// recordingsWhere returns the recordings report's conditions and the source
+// they apply to.
+func recordingsWhere(tenant string, f gql.RecordingFilter) (*where, string) {
 	w := &where{}
 	src := recordingSource(w.arg(tenant))
 	w.add("true")
@@ -272,13 +279,8 @@ func (s *Store) Recordings(ctx context.Context, tenant string, f gql.RecordingFi
 	default:
 		w.add("r.state = " + w.arg(f.State))
 	}
-	if p.After != nil {
-		w.add("(r.at, r.guid, r.recording_id) > (" + w.arg(p.After.At) + "::timestamptz, " + w.arg(p.After.SessionID) + "::text, " +
-			w.arg(p.After.RecordingID) + "::text)")
-	}
 	w.visible(f.VisibleTo)
-	return query(ctx, s, "recordings", toRecording, `SELECT `+recordingColumns+` FROM `+src+` WHERE `+w.String()+
-		` ORDER BY r.at, r.guid, r.recording_id LIMIT `+w.arg(p.Limit), w.args...)
+	return w, src
 }
 
 // logWhere starts the conditions of a log-like report read from table r.
@@ -315,17 +317,28 @@ func logQuery[T any](ctx context.Context, s *Store, table, columns string, scan 
 
 // ChatLog implements gql.Reports.
 func (s *Store) ChatLog(ctx context.Context, tenant string, f gql.LogFilter, p gql.LogPage) ([]gql.ChatMessage, error) {
-	w := logWhere(tenant, f.From, f.To, p.After)
+	return logQuery(ctx, s, "rpt_chat", chatColumns, toChat, chatWhere(tenant, f, p.After), p.Limit)
+}
+
+// chatWhere, and the other ...Where functions below, are the conditions of
+// one report, shared by its list (with the page's cursor) and its count
+// (reports_count.go, without).
+func chatWhere(tenant string, f gql.LogFilter, after *gql.LogCursor) *where {
+	w := logWhere(tenant, f.From, f.To, after)
 	if f.SessionID != "" {
 		w.add("r.guid = " + w.arg(f.SessionID))
 	}
 	w.visible(f.VisibleTo)
-	return logQuery(ctx, s, "rpt_chat", chatColumns, toChat, w, p.Limit)
+	return w
 }
 
 // FileTransfers implements gql.Reports.
 func (s *Store) FileTransfers(ctx context.Context, tenant string, f gql.LogFilter, p gql.LogPage) ([]gql.FileTransfer, error) {
-	w := logWhere(tenant, f.From, f.To, p.After)
+	return logQuery(ctx, s, "rpt_file_transfers", fileColumns, toFileTransfer, fileTransfersWhere(tenant, f, p.After), p.Limit)
+}
+
+func fileTransfersWhere(tenant string, f gql.LogFilter, after *gql.LogCursor) *where {
+	w := logWhere(tenant, f.From, f.To, after)
 	if f.SessionID != "" {
 		w.add("r.guid = " + w.arg(f.SessionID))
 	}
@@ -336,12 +349,16 @@ func (s *Store) FileTransfers(ctx context.Context, tenant string, f gql.LogFilte
 		w.add("r.direction = " + w.arg(f.Direction))
 	}
 	w.visible(f.VisibleTo)
-	return logQuery(ctx, s, "rpt_file_transfers", fileColumns, toFileTransfer, w, p.Limit)
+	return w
 }
 
 // Consents implements gql.Reports.
 func (s *Store) Consents(ctx context.Context, tenant string, f gql.LogFilter, p gql.LogPage) ([]gql.Consent, error) {
-	w := logWhere(tenant, f.From, f.To, p.After)
+	return logQuery(ctx, s, "rpt_consents", consentColumns, toConsent, consentsWhere(tenant, f, p.After), p.Limit)
+}
+
+func consentsWhere(tenant string, f gql.LogFilter, after *gql.LogCursor) *where {
+	w := logWhere(tenant, f.From, f.To, after)
 	if f.SessionID != "" {
 		w.add("r.guid = " + w.arg(f.SessionID))
 	}
@@ -355,19 +372,23 @@ func (s *Store) Consents(ctx context.Context, tenant string, f gql.LogFilter, p 
 		w.add("r.action = " + w.arg(f.Action))
 	}
 	w.visible(f.VisibleTo)
-	return logQuery(ctx, s, "rpt_consents", consentColumns, toConsent, w, p.Limit)
+	return w
 }
 
 // Logins implements gql.Reports.
 func (s *Store) Logins(ctx context.Context, tenant string, f gql.LoginFilter, p gql.LogPage) ([]gql.Login, error) {
-	w := logWhere(tenant, f.From, f.To, p.After)
+	return logQuery(ctx, s, "rpt_logins", loginColumns, toLogin, loginsWhere(tenant, f, p.After), p.Limit)
+}
+
+func loginsWhere(tenant string, f gql.LoginFilter, after *gql.LogCursor) *where {
+	w := logWhere(tenant, f.From, f.To, after)
 	if f.TechnicianID != "" {
 		w.add("r.technician_id = " + w.arg(f.TechnicianID))
 	}
 	if f.Outcome != "" {
 		w.add("r.outcome = " + w.arg(f.Outcome))
 	}
-	return logQuery(ctx, s, "rpt_logins", loginColumns, toLogin, w, p.Limit)
+	return w
 }
 
 func toTechnicianDay(row pgx.CollectableRow) (gql.TechnicianDay, error) {
@@ -458,6 +479,16 @@ func toWebhookDelivery(row pgx.CollectableRow) (gql.WebhookDelivery, error) {
 
 // WebhookDeliveries implements gql.Reports. It never reads the payloads.
 func (s *Store) WebhookDeliveries(ctx context.Context, tenant string, f gql.WebhookDeliveryFilter, p gql.WebhookDeliveryPage) ([]gql.WebhookDelivery, error) {
+	w := deliveriesWhere(tenant, f)
+	if p.After != nil {
+		w.add("(created_at, id) < (" + w.arg(p.After.CreatedAt) + "::timestamptz, " + w.arg(p.After.ID) + "::uuid)")
+	}
+	return query(ctx, s, "webhook deliveries", toWebhookDelivery, `SELECT id::text, subscription_id::text, event_type, state,
+		attempts, last_status, last_latency_ms, next_attempt_at, delivered_at, created_at FROM webhook_deliveries
+		WHERE `+w.String()+` ORDER BY created_at DESC, id DESC LIMIT `+w.arg(p.Limit), w.args...)
+}
+
+func deliveriesWhere(tenant string, f gql.WebhookDeliveryFilter) *where {
 	w := &where{}
 	w.add("tenant = " + w.arg(tenant))
 	if !f.From.IsZero() {
@@ -472,10 +503,5 @@ func (s *Store) WebhookDeliveries(ctx context.Context, tenant string, f gql.Webh
 	if f.WebhookID != "" {
 		w.add("subscription_id = " + w.arg(f.WebhookID) + "::uuid")
 	}
-	if p.After != nil {
-		w.add("(created_at, id) < (" + w.arg(p.After.CreatedAt) + "::timestamptz, " + w.arg(p.After.ID) + "::uuid)")
-	}
-	return query(ctx, s, "webhook deliveries", toWebhookDelivery, `SELECT id::text, subscription_id::text, event_type, state,
-		attempts, last_status, last_latency_ms, next_attempt_at, delivered_at, created_at FROM webhook_deliveries
-		WHERE `+w.String()+` ORDER BY created_at DESC, id DESC LIMIT `+w.arg(p.Limit), w.args...)
+	return w
 }
