@@ -74,6 +74,9 @@ func buildCatalogue() *Registry {
 		// tenant-<id>
 		TenantCreated{},
 		SigningKeyAdded{},
+		GatewayRegistered{},
+		GatewayDown{},
+		GatewayUp{},
 		// tenant-<id> or the subject's stream
 		SubjectExported{},
 		ErasureRequested{},

@@ -65,6 +65,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"group.created", "group.permissions_changed", "group.policy_changed", "group.ip_allowlist_changed",
 		"tenant.created",
 		"tenant.signing_key_added",
+		"tenant.gateway_registered", "tenant.gateway_down", "tenant.gateway_up",
 		"compliance.subject_exported", "compliance.erasure_requested", "compliance.erasure_revoked",
 		"compliance.subject_erased", "compliance.retention_archived", "compliance.retention_purged",
 		"compliance.audit_export_created",
