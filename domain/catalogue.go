@@ -66,6 +66,11 @@ func buildCatalogue() *Registry {
 		LoggedOut{},
 		TechnicianDisabled{},
 		TechnicianGroupChanged{},
+		SSOLoginSucceeded{},
+		SSOLoginFailed{},
+		SSODisabled{},
+		SSOEnabled{},
+		PasswordChangeRefused{},
 		// group-<id>
 		GroupCreated{},
 		PermissionsChanged{},
@@ -74,9 +79,7 @@ func buildCatalogue() *Registry {
 		// tenant-<id>
 		TenantCreated{},
 		SigningKeyAdded{},
-		GatewayRegistered{},
-		GatewayDown{},
-		GatewayUp{},
+		SSOConfigured{},
 		// tenant-<id> or the subject's stream
 		SubjectExported{},
 		ErasureRequested{},

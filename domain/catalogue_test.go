@@ -65,7 +65,8 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"group.created", "group.permissions_changed", "group.policy_changed", "group.ip_allowlist_changed",
 		"tenant.created",
 		"tenant.signing_key_added",
-		"tenant.gateway_registered", "tenant.gateway_down", "tenant.gateway_up",
+		"tenant.sso_configured", "technician.sso_login_succeeded", "technician.sso_login_failed",
+		"technician.sso_disabled", "technician.sso_enabled", "technician.password_change_refused",
 		"compliance.subject_exported", "compliance.erasure_requested", "compliance.erasure_revoked",
 		"compliance.subject_erased", "compliance.retention_archived", "compliance.retention_purged",
 		"compliance.audit_export_created",
@@ -92,6 +93,11 @@ func TestSealedFields(t *testing.T) {
 		"technician.created":         {"email", "name"},
 		"technician.login_succeeded": {"ip"},
 		"technician.login_failed":    {"ip"},
+		// SSO logins seal the SSO id (an e-mail address or an IdP's id of a
+		// person) and the address, as password logins seal the address.
+		"technician.sso_login_succeeded":     {"ip", "sso_id"},
+		"technician.sso_login_failed":        {"ip", "sso_id"},
+		"technician.password_change_refused": {"ip"},
 	}
 	for _, name := range domain.Catalogue.Types() {
 		t.Run(name, func(t *testing.T) {

@@ -17,12 +17,15 @@ const (
 	LoginSecondFactorFailed LoginFailureReason = "second_factor_failed"
 	LoginLocked             LoginFailureReason = "locked"
 	LoginDisabled           LoginFailureReason = "disabled"
+	// LoginSSORequired: the group's policy is sso_only, so its members log
+	// in through the tenant's identity provider, never with a password.
+	LoginSSORequired LoginFailureReason = "sso_required"
 )
 
 // Valid reports whether r is a known reason.
 func (r LoginFailureReason) Valid() bool {
 	switch r {
-	case LoginBadPassword, LoginUnknownUser, LoginIPNotAllowed, LoginSecondFactorFailed, LoginLocked, LoginDisabled:
+	case LoginBadPassword, LoginUnknownUser, LoginIPNotAllowed, LoginSecondFactorFailed, LoginLocked, LoginDisabled, LoginSSORequired:
 		return true
 	}
 	return false
@@ -84,7 +87,7 @@ func (LoginSucceeded) EventType() string { return "technician.login_succeeded" }
 // LoginFailed records a failed login. A failure for an unknown user has no
 // technician stream: it is appended to the tenant stream without an IP.
 type LoginFailed struct {
-	// Reason is bad_password, unknown_user, ip_not_allowed, second_factor_failed, locked or disabled.
+	// Reason is bad_password, unknown_user, ip_not_allowed, second_factor_failed, locked, disabled or sso_required.
 	Reason LoginFailureReason `json:"reason"`
 	// IP is the address the attempt came from.
 	IP string `json:"ip,omitempty" vigil:"sealed"`
@@ -115,7 +118,11 @@ func (Unlocked) EventType() string { return "technician.unlocked" }
 
 // PasswordChanged records a password change. The hash lives in the
 // credentials table, never in the log.
-type PasswordChanged struct{}
+type PasswordChanged struct {
+	// SecondFactor reports whether a second-factor code was verified for
+	// the change (POST /v1/auth/password of a technician who has one).
+	SecondFactor bool `json:"second_factor,omitempty"`
+}
 
 // EventType implements Payload.
 func (PasswordChanged) EventType() string { return "technician.password_changed" }

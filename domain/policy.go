@@ -98,6 +98,9 @@ type GroupPolicy struct {
 	Password PasswordPolicy `json:"password"`
 	// RequireSecondFactor forces technicians to enrol and use TOTP.
 	RequireSecondFactor bool `json:"require_second_factor"`
+	// SSOOnly refuses password logins: members log in through the tenant's
+	// identity provider (SAML) only.
+	SSOOnly bool `json:"sso_only,omitempty"`
 }
 
 // Default policy values.

@@ -22,6 +22,7 @@ type Technician struct {
 	passwordChangedAt  time.Time
 	twoFactor          bool
 	loggedIn           bool
+	ssoDisabled        bool
 }
 
 // NewTechnician returns the empty aggregate of technician id in tenant,
@@ -73,6 +74,9 @@ func (t *Technician) PasswordChangedAt() time.Time { return t.passwordChangedAt 
 
 // TwoFactorEnrolled reports whether a second factor is enrolled.
 func (t *Technician) TwoFactorEnrolled() bool { return t.twoFactor }
+
+// SSODisabled reports whether an admin disabled the technician's SSO id.
+func (t *Technician) SSODisabled() bool { return t.ssoDisabled }
 
 // LoggedIn reports whether the technician has a console session open.
 func (t *Technician) LoggedIn() bool { return t.loggedIn }
@@ -172,9 +176,10 @@ type LoginResult struct {
 // Login decides a login attempt by the technician, a member of g, and
 // records its outcome: technician.login_succeeded, or technician.login_failed
 // (and technician.locked_out when the failure reaches the threshold). The
-// checks run in order: disabled, locked out, IP allowlist, password, second
-// factor (when enrolled). On refusal it returns the recorded events and an
-// error of code disabled, locked_out, ip_not_allowed or unauthenticated,
+// checks run in order: disabled, locked out, IP allowlist, the group's
+// sso_only policy, password, second factor (when enrolled). On refusal it
+// returns the recorded events and an error of code disabled, locked_out,
+// ip_not_allowed, forbidden (sso_only) or unauthenticated,
 // each matching its sentinel. It returns an error of code invalid, recording
 // nothing, when g is not the technician's group.
 func (t *Technician) Login(cmd Cmd, a LoginAttempt, g *Group) (LoginResult, []Event, error) {
@@ -199,6 +204,8 @@ func (t *Technician) Login(cmd Cmd, a LoginAttempt, g *Group) (LoginResult, []Ev
 		return fail(LoginLocked, coded(CodeLockedOut, ErrLockedOut, "technician %s is locked out until %s", t.id, t.lockedUntil.UTC().Format(time.RFC3339)))
 	case !g.IPAllowed(a.IP):
 		return fail(LoginIPNotAllowed, coded(CodeIPNotAllowed, ErrIPNotAllowed, "login from an address outside the group's allowlist"))
+	case policy.SSOOnly:
+		return fail(LoginSSORequired, coded(CodeForbidden, ErrForbidden, "members of this group log in through single sign-on only"))
 	case !a.PasswordOK:
 		return fail(LoginBadPassword, coded(CodeUnauthenticated, ErrUnauthenticated, "wrong e-mail address or password"))
 	case t.twoFactor && !a.SecondFactorOK:
@@ -273,6 +280,134 @@ func (t *Technician) ChangePassword(cmd Cmd, password string, policy PasswordPol
 		return nil, err
 	}
 	return t.one(cmd, PasswordChanged{})
+}
+
+// ChangeOwnPassword decides a technician's change of their own password
+// (the caller has checked the current password and, when one is enrolled or
+// the group requires it, the second-factor code) and records
+// technician.password_changed, or technician.password_change_refused with
+// the first reason that applies: bad_password, second_factor_required (the
+// group requires a second factor not enrolled yet), second_factor_failed,
+// weak_password. On refusal it returns the recorded event and an error of
+// code unauthenticated, second_factor_required or weak_password.
+func (t *Technician) ChangeOwnPassword(cmd Cmd, ip netip.Addr, currentOK, secondFactorOK bool, password string, policy GroupPolicy) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if t.disabled {
+		return nil, coded(CodeDisabled, ErrDisabled, "technician %s is disabled", t.id)
+	}
+	refuse := func(reason PasswordChangeRefusal, err error) ([]Event, error) {
+		evs, rerr := t.one(cmd, PasswordChangeRefused{Reason: reason, IP: addrString(ip)})
+		if rerr != nil {
+			return nil, rerr
+		}
+		return evs, err
+	}
+	switch {
+	case !currentOK:
+		return refuse(PasswordChangeBadPassword, coded(CodeUnauthenticated, ErrUnauthenticated, "wrong current password"))
+	case policy.RequireSecondFactor && !t.twoFactor:
+		return refuse(PasswordChangeSecondFactorRequired, Errorf(CodeSecondFactor, "enrol a second factor before changing the password"))
+	case t.twoFactor && !secondFactorOK:
+		return refuse(PasswordChangeSecondFactorFailed, coded(CodeUnauthenticated, ErrUnauthenticated, "wrong or missing second-factor code"))
+	}
+	if err := policy.Password.Check(password); err != nil {
+		evs, rerr := refuse(PasswordChangeWeakPassword, nil)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return evs, err
+	}
+	return t.one(cmd, PasswordChanged{SecondFactor: t.twoFactor})
+}
+
+// SSOAttempt is what the SSO service found out about one login through the
+// tenant's identity provider, whose response it validated.
+type SSOAttempt struct {
+	// IP is the address the attempt came from.
+	IP netip.Addr
+	// SSOID is the SSO id the assertion carried.
+	SSOID string
+	// IdPEntityID is the identity provider.
+	IdPEntityID string
+	// AssertionID is the id of the assertion.
+	AssertionID string
+	// IdPInitiated reports an unsolicited response.
+	IdPInitiated bool
+	// Provisioned reports that the technician was created for this login.
+	Provisioned bool
+}
+
+// SSOLogin decides a login through the tenant's identity provider by the
+// technician, a member of g, and records technician.sso_login_succeeded or
+// technician.sso_login_failed. The checks run in order: account disabled,
+// SSO id disabled, IP allowlist. A lockout for wrong passwords does not
+// refuse an SSO login: the identity provider authenticated the technician.
+// On refusal it returns the recorded event and an error of code disabled or
+// ip_not_allowed; it returns invalid, recording nothing, when g is not the
+// technician's group.
+func (t *Technician) SSOLogin(cmd Cmd, a SSOAttempt, g *Group) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if g == nil || g.ID() != t.groupID || !g.Exists() {
+		return nil, Errorf(CodeInvalid, "login of technician %s checked against another group", t.id)
+	}
+	fail := func(reason SSOFailureReason, err error) ([]Event, error) {
+		evs, rerr := t.one(cmd, SSOLoginFailed{Reason: reason, IdPEntityID: a.IdPEntityID, AssertionID: a.AssertionID, SSOID: a.SSOID, IP: addrString(a.IP)})
+		if rerr != nil {
+			return nil, rerr
+		}
+		return evs, err
+	}
+	switch {
+	case t.disabled:
+		return fail(SSODisabledAccount, coded(CodeDisabled, ErrDisabled, "technician %s is disabled", t.id))
+	case t.ssoDisabled:
+		return fail(SSOIDDisabled, coded(CodeDisabled, ErrDisabled, "the single sign-on id of technician %s is disabled", t.id))
+	case !g.IPAllowed(a.IP):
+		return fail(SSOIPNotAllowed, coded(CodeIPNotAllowed, ErrIPNotAllowed, "login from an address outside the group's allowlist"))
+	}
+	return t.one(cmd, SSOLoginSucceeded{IdPEntityID: a.IdPEntityID, AssertionID: a.AssertionID, IdPInitiated: a.IdPInitiated,
+		Provisioned: a.Provisioned, SSOID: a.SSOID, IP: addrString(a.IP)})
+}
+
+// RecordSSOFailure records technician.sso_login_failed for a refusal the
+// SSO service decided (a replayed assertion of a known technician, say).
+// It returns an error of code invalid for an unknown reason.
+func (t *Technician) RecordSSOFailure(cmd Cmd, a SSOAttempt, reason SSOFailureReason) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if !reason.Valid() {
+		return nil, Errorf(CodeInvalid, "SSO failure reason %q", reason)
+	}
+	return t.one(cmd, SSOLoginFailed{Reason: reason, IdPEntityID: a.IdPEntityID, AssertionID: a.AssertionID, SSOID: a.SSOID, IP: addrString(a.IP)})
+}
+
+// DisableSSO records technician.sso_disabled, or nothing when the SSO id is
+// disabled already.
+func (t *Technician) DisableSSO(cmd Cmd, reason string) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if t.ssoDisabled {
+		return nil, nil
+	}
+	return t.one(cmd, SSODisabled{Reason: reason})
+}
+
+// EnableSSO records technician.sso_enabled, or nothing when the SSO id is
+// not disabled.
+func (t *Technician) EnableSSO(cmd Cmd, reason string) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if !t.ssoDisabled {
+		return nil, nil
+	}
+	return t.one(cmd, SSOEnabled{Reason: reason})
 }
 
 // RequirePasswordChange records technician.password_change_required, or
@@ -368,6 +503,12 @@ func (t *Technician) apply(e Event, p Payload) {
 		t.failures = 0
 		t.lockedUntil = time.Time{}
 		t.loggedIn = true
+	case SSOLoginSucceeded:
+		t.loggedIn = true
+	case SSODisabled:
+		t.ssoDisabled = true
+	case SSOEnabled:
+		t.ssoDisabled = false
 	case LoginFailed:
 		if !t.lockedUntil.IsZero() && !e.OccurredAt.Before(t.lockedUntil) {
 			// The lockout expired: counting starts again.

@@ -11,6 +11,7 @@ type Tenant struct {
 	name      string
 	region    string
 	retention Retention
+	sso       *SSOConfigured
 }
 
 // NewTenant returns the empty aggregate of tenant id, ready for Load or
@@ -37,6 +38,43 @@ func (t *Tenant) Region() string { return t.region }
 
 // Retention returns the tenant's retention periods.
 func (t *Tenant) Retention() Retention { return t.retention }
+
+// SSO returns the tenant's single sign-on configuration, and false when
+// none was ever configured.
+func (t *Tenant) SSO() (SSOConfigured, bool) {
+	if t.sso == nil {
+		return SSOConfigured{}, false
+	}
+	return *t.sso, true
+}
+
+// ConfigureSSO records tenant.sso_configured with c, its Change set to
+// "configured" or "changed"; the caller has parsed and checked the IdP
+// metadata. It records nothing when c equals the configuration in force,
+// and returns an error of code invalid for another protocol than "saml", an
+// empty IdP entity id or empty metadata.
+func (t *Tenant) ConfigureSSO(cmd Cmd, c SSOConfigured) ([]Event, error) {
+	if !t.created {
+		return nil, coded(CodeNotFound, ErrNotFound, "tenant %s does not exist", t.id)
+	}
+	if c.Protocol != "saml" || c.IdPEntityID == "" || c.Metadata == "" {
+		return nil, Errorf(CodeInvalid, "single sign-on needs the saml protocol, an IdP entity id and its metadata")
+	}
+	c.Change = "configured"
+	if t.sso != nil {
+		c.Change = "changed"
+		same := *t.sso
+		same.Change = c.Change
+		if same == c {
+			return nil, nil
+		}
+	}
+	e, err := t.record(cmd, c, t.apply)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{e}, nil
+}
 
 // CheckRegion returns an error of code forbidden (matching ErrForbidden)
 // when the tenant lives in another region than the deployment's: a
@@ -86,10 +124,14 @@ func validRegion(r string) bool {
 }
 
 func (t *Tenant) apply(_ Event, p Payload) {
-	if p, ok := p.(TenantCreated); ok {
+	switch p := p.(type) {
+	case TenantCreated:
 		t.created = true
 		t.name = p.Name
 		t.region = p.Region
 		t.retention = p.Retention
+	case SSOConfigured:
+		c := p
+		t.sso = &c
 	}
 }
