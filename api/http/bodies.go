@@ -42,6 +42,21 @@ type loginBody struct {
 	Tenant      string `json:"tenant" text:"id"`
 }
 
+type ssoConfigBody struct {
+	MetadataXML       string `json:"metadata_xml" text:"text,524288"`
+	MetadataURL       string `json:"metadata_url" text:"line,2048"`
+	IDAttribute       string `json:"id_attribute" text:"line,256"`
+	JITGroupID        string `json:"jit_group_id" text:"id"`
+	Enabled           *bool  `json:"enabled"`
+	AllowIdPInitiated bool   `json:"allow_idp_initiated"`
+}
+
+type passwordBody struct {
+	CurrentPassword string `json:"current_password" text:"line,1024"`
+	NewPassword     string `json:"new_password" text:"line,1024"`
+	TOTP            string `json:"totp" text:"line,16"`
+}
+
 type totpBody struct {
 	Code string `json:"code" text:"line,16"`
 }
@@ -94,6 +109,8 @@ func bodies() []func() any {
 		func() any { return &reasonBody{} },
 		func() any { return &loginBody{} },
 		func() any { return &totpBody{} },
+		func() any { return &ssoConfigBody{} },
+		func() any { return &passwordBody{} },
 		func() any { return &sessionBody{} },
 		func() any { return &gdprExportBody{} },
 		func() any { return &gdprEraseBody{} },

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/vigilhq/vigil/domain/service"
@@ -50,6 +51,14 @@ type Options struct {
 	// Limits cap unauthenticated requests, slow clients and slow
 	// recording uploads (limits.go).
 	Limits Limits
+	// PublicURL is Vigil's URL as browsers and identity providers reach
+	// it (VIGIL_PUBLIC_URL): the SAML entity ids and ACS URLs are built on
+	// it. Without it they are built on each request's own scheme and host.
+	PublicURL *url.URL
+	// SSOMetadataClient fetches IdP metadata URLs (default: a client with
+	// a 10 s timeout); cmd/vigil gives it the SSRF-checking client of the
+	// webhooks.
+	SSOMetadataClient *http.Client
 }
 
 // New returns the API's root handler.
@@ -104,6 +113,7 @@ func New(opts Options) http.Handler {
 		a.recordingsRoutes(mux)
 		a.webhooksRoutes(mux)
 		a.relayRoutes(mux)
+		a.ssoRoutes(mux, opts.PublicURL, opts.SSOMetadataClient)
 	}
 	return opts.HTTPMetrics.wrap(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A recording streams gigabytes; its service enforces the tenant's

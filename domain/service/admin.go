@@ -181,6 +181,7 @@ type TechnicianView struct {
 	Disabled     bool   `json:"disabled"`
 	TwoFactor    bool   `json:"two_factor"`
 	MustChangePW bool   `json:"must_change_password"`
+	SSODisabled  bool   `json:"sso_disabled"`
 }
 
 // CreateTechnician creates a technician in a group of the tenant (admin
@@ -193,6 +194,12 @@ func (s *Service) CreateTechnician(ctx context.Context, p Principal, n NewTechni
 	if err := requireAdmin(p); err != nil {
 		return TechnicianView{}, err
 	}
+	return s.createTechnician(ctx, p, n, eventID, p.Actor())
+}
+
+// createTechnician is CreateTechnician recorded as actor's (an admin's, or
+// the SSO service's when it provisions just in time).
+func (s *Service) createTechnician(ctx context.Context, p Principal, n NewTechnician, eventID [16]byte, actor domain.Actor) (TechnicianView, error) {
 	email := normalizeEmail(n.Email)
 	name := strings.TrimSpace(n.Name)
 	switch {
@@ -230,7 +237,7 @@ func (s *Service) CreateTechnician(ctx context.Context, p Principal, n NewTechni
 		return TechnicianView{}, err
 	}
 	t := domain.NewTechnician(p.Tenant, id)
-	cmd := s.cmd(p, eventID)
+	cmd := domain.Cmd{Actor: actor, At: s.Now(), EventID: eventID}
 	events, err := t.Create(cmd, g.ID(), name, email)
 	if err == nil && n.MustChangePassword {
 		var more []domain.Event
@@ -253,7 +260,8 @@ func (s *Service) CreateTechnician(ctx context.Context, p Principal, n NewTechni
 }
 
 func technicianView(t *domain.Technician) TechnicianView {
-	return TechnicianView{ID: t.ID(), GroupID: t.GroupID(), Disabled: t.Disabled(), TwoFactor: t.TwoFactorEnrolled(), MustChangePW: t.MustChangePassword()}
+	return TechnicianView{ID: t.ID(), GroupID: t.GroupID(), Disabled: t.Disabled(), TwoFactor: t.TwoFactorEnrolled(), MustChangePW: t.MustChangePassword(),
+		SSODisabled: t.SSODisabled()}
 }
 
 func validEmail(e string) bool {

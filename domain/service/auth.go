@@ -255,7 +255,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest, email string) (Lo
 		return s.issueToken(ctx, cred.Tenant, tech.ID(), scope, policy.ConsoleInactivityTimeout.Duration())
 	})
 	switch domain.ErrorCode(err) {
-	case domain.CodeDisabled, domain.CodeIPNotAllowed:
+	case domain.CodeDisabled, domain.CodeIPNotAllowed, domain.CodeForbidden:
 		if !pwOK {
 			// Refused before the password counted: without the right
 			// password, answer as for a name with no account.

@@ -117,6 +117,7 @@ func (s *Service) RunScheduler(ctx context.Context, interval time.Duration) {
 			}
 		}
 		s.purgeLoginFailures(ctx)
+		s.purgeAssertions(ctx)
 	}
 }
 

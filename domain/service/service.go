@@ -39,6 +39,10 @@ type Config struct {
 	// LoginFailureWindow is the fixed window those failures are counted in
 	// (default 10 minutes).
 	LoginFailureWindow time.Duration
+	// Assertions is the SAML assertion replay cache (default: Identity,
+	// when it implements AssertionStore). Without one, SSO logins are
+	// refused.
+	Assertions AssertionStore
 }
 
 // Service runs commands. It is safe for concurrent use.
@@ -54,6 +58,7 @@ type Service struct {
 	issuer   string
 
 	limiter       LoginLimiter
+	assertions    AssertionStore
 	addrFailures  int
 	failureWindow time.Duration
 	loginTime     loginTimer
@@ -76,6 +81,9 @@ func New(c Config) *Service {
 	if c.Limiter == nil {
 		c.Limiter, _ = c.Identity.(LoginLimiter)
 	}
+	if c.Assertions == nil {
+		c.Assertions, _ = c.Identity.(AssertionStore)
+	}
 	if c.LoginFailuresPerAddress == 0 {
 		c.LoginFailuresPerAddress = DefaultLoginFailuresPerAddress
 	}
@@ -85,7 +93,7 @@ func New(c Config) *Service {
 	return &Service{
 		log: c.Log, ids: c.Identity, idem: c.Idempotency, activity: c.Activity, crypto: c.Crypto,
 		region: c.Region, now: c.Now, logger: c.Logger, issuer: c.TOTPIssuer,
-		limiter: c.Limiter, addrFailures: c.LoginFailuresPerAddress, failureWindow: c.LoginFailureWindow,
+		limiter: c.Limiter, assertions: c.Assertions, addrFailures: c.LoginFailuresPerAddress, failureWindow: c.LoginFailureWindow,
 		cache: newStreamCache(20000),
 	}
 }
