@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test ci lint fmt-check build fuzz fuzz-brief bench run
+.PHONY: test ci lint fmt-check build fuzz fuzz-brief bench run ha
 
 ## test: the whole suite against the local PostgreSQL, with the race detector
 test:
@@ -51,3 +51,8 @@ bench:
 ## run: vigil serve against the local PostgreSQL
 run:
 	$(GO) run ./cmd/vigil serve
+
+## ha: the failover and backup tests on a real Patroni cluster (issue 16;
+## scripts/ha-cluster; needs patroni, etcd-server, haproxy, pgbackrest)
+ha:
+	$(GO) test -tags ha -count=1 -timeout 20m -v -run '^(TestFailover|TestBackupRestore)$$' ./cmd/vigil/
