@@ -1,0 +1,180 @@
+package sso_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/adapters/postgres"
+	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+	httpapi "github.com/vigilhq/vigil/api/http"
+	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
+	"github.com/vigilhq/vigil/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// clock is the service's clock, movable by the tests.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+// world is a running API over a fresh database, with one tenant, a group
+// and technicians alice and bob.
+type world struct {
+	t      *testing.T
+	srv    *httptest.Server
+	svc    *service.Service
+	store  *postgres.Store
+	ledger *ledger.Ledger
+	clock  *clock
+	tenant string
+	admin  string
+	group  string
+	alice  string // technician ids
+	bob    string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	db := pgtest.New(t)
+	st := postgres.NewStore(db.Pool, postgres.Options{})
+	t.Cleanup(st.Close)
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	mk, _ := ledger.NewMasterKey(raw)
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.test")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
+	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
+	go l.Run(context.Background())
+	t.Cleanup(l.Close)
+	clk := &clock{}
+	svc := service.New(service.Config{Log: l, Identity: st, Idempotency: st, Activity: st, Crypto: sealer, Region: "eu", Now: clk.Now})
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: svc}))
+	t.Cleanup(srv.Close)
+	w := &world{t: t, srv: srv, svc: svc, store: st, ledger: l, clock: clk}
+	ctx := context.Background()
+	tenant, admin, err := svc.CreateTenant(ctx, "Acme", "eu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.tenant, w.admin = tenant.ID, admin
+	g := w.do("POST", "/v1/groups", admin, map[string]any{"name": "Support"})
+	w.group = g.str("id")
+	w.alice = w.technician("alice@example.test")
+	w.bob = w.technician("bob@example.test")
+	t.Cleanup(func() {
+		if err := l.CheckpointAll(context.Background()); err != nil {
+			t.Errorf("checkpoint: %v", err)
+		}
+		if _, err := ledger.Verify(context.Background(), st, ledger.VerifyOptions{Verifiers: note.VerifierList(verifier), Origin: "vigil.test"}); err != nil {
+			t.Errorf("verify after the test: %v", err)
+		}
+	})
+	return w
+}
+
+const testPassword = "Correct-Horse-9"
+
+func (w *world) technician(email string) string {
+	w.t.Helper()
+	r := w.do("POST", "/v1/technicians", w.admin, map[string]any{"email": email, "name": strings.Split(email, "@")[0],
+		"group_id": w.group, "password": testPassword})
+	if r.status != http.StatusCreated {
+		w.t.Fatalf("create %s: %d %s", email, r.status, r.raw)
+	}
+	return r.str("id")
+}
+
+// answer is a decoded answer.
+type answer struct {
+	status int
+	body   map[string]any
+	raw    []byte
+	header http.Header
+}
+
+func (a answer) str(k string) string { s, _ := a.body[k].(string); return s }
+
+func (a answer) code() string {
+	e, _ := a.body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (w *world) do(method, path, bearer string, body any) answer {
+	w.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, w.srv.URL+path, rd)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, raw: raw, header: resp.Header}
+	_ = json.Unmarshal(raw, &a.body)
+	return a
+}
+
+// events returns the stream's events of type typ, personal fields opened.
+func (w *world) events(stream, typ string) []domain.Event {
+	w.t.Helper()
+	evs, err := w.ledger.ReadStream(context.Background(), w.tenant, stream, 0)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []domain.Event
+	for _, e := range evs {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// field returns a field of an event's data or, opened, its personal fields.
+func field(t *testing.T, e domain.Event, name string) string {
+	t.Helper()
+	var data map[string]any
+	_ = json.Unmarshal(e.Data, &data)
+	if v, ok := data[name]; ok {
+		s, _ := v.(string)
+		return s
+	}
+	for _, f := range e.Personal {
+		if f.Name == name {
+			var s string
+			_ = json.Unmarshal(f.Value, &s)
+			return s
+		}
+	}
+	return ""
+}
