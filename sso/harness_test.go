@@ -137,8 +137,16 @@ func (w *world) do(method, path, bearer string, body any) answer {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return decodeAnswer(w.t, resp)
+}
+
+func decodeAnswer(t *testing.T, resp *http.Response) answer {
+	t.Helper()
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := answer{status: resp.StatusCode, raw: raw, header: resp.Header}
 	_ = json.Unmarshal(raw, &a.body)
 	return a
