@@ -79,6 +79,9 @@ func buildCatalogue() *Registry {
 		// tenant-<id>
 		TenantCreated{},
 		SigningKeyAdded{},
+		GatewayRegistered{},
+		GatewayDown{},
+		GatewayUp{},
 		SSOConfigured{},
 		// tenant-<id> or the subject's stream
 		SubjectExported{},

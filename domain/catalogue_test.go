@@ -65,6 +65,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"group.created", "group.permissions_changed", "group.policy_changed", "group.ip_allowlist_changed",
 		"tenant.created",
 		"tenant.signing_key_added",
+		"tenant.gateway_registered", "tenant.gateway_down", "tenant.gateway_up",
 		"tenant.sso_configured", "technician.sso_login_succeeded", "technician.sso_login_failed",
 		"technician.sso_disabled", "technician.sso_enabled", "technician.password_change_refused",
 		"compliance.subject_exported", "compliance.erasure_requested", "compliance.erasure_revoked",

@@ -116,6 +116,7 @@ type api struct {
 	gdpr       GDPRService
 	recordings RecordingsService
 	webhooks   WebhooksService
+	gateways   GatewaysService
 	limits     Limits
 }
 

@@ -48,6 +48,8 @@ type Options struct {
 	Recordings RecordingsService
 	// Webhooks, when set, serves the webhook endpoints (webhooks.go).
 	Webhooks WebhooksService
+	// Gateways, when set, serves the gateway registry (gateways.go).
+	Gateways GatewaysService
 	// Limits cap unauthenticated requests, slow clients and slow
 	// recording uploads (limits.go).
 	Limits Limits
@@ -106,13 +108,14 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Service != nil {
 		a := &api{svc: opts.Service, log: opts.Logger, proxies: opts.TrustedProxies, maxBody: opts.MaxBody, audit: opts.Audit, gdpr: opts.GDPR,
-			recordings: opts.Recordings, webhooks: opts.Webhooks, limits: lim.lim}
+			recordings: opts.Recordings, webhooks: opts.Webhooks, limits: lim.lim, gateways: opts.Gateways}
 		a.routes(mux)
 		a.auditRoutes(mux)
 		a.gdprRoutes(mux)
 		a.recordingsRoutes(mux)
 		a.webhooksRoutes(mux)
 		a.relayRoutes(mux)
+		a.gatewayRoutes(mux)
 		a.ssoRoutes(mux, opts.PublicURL, opts.SSOMetadataClient)
 	}
 	return opts.HTTPMetrics.wrap(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,14 @@ type RelayConfig struct {
 	// ProxyFrom is the comma-separated CIDRs or addresses of the load
 	// balancers that send a PROXY protocol header; see proxyFrom.
 	ProxyFrom string
+	// The gateway registry (docs/relay-protocol.md): the address applets
+	// are given (default: the listen address), the region served (default:
+	// the deployment's), how often the node heartbeats, and, for serve, how
+	// long a silent gateway stays listed.
+	PublicAddr        string
+	Region            string
+	HeartbeatInterval time.Duration
+	GatewayTTL        time.Duration
 	// For vigil relay alone.
 	BackendURL  string
 	APIKey      string
@@ -81,6 +89,10 @@ func (c *RelayConfig) settings() []relaySetting {
 		{flag: "relay-max-conns", env: "VIGIL_RELAY_MAX_CONNS", def: "20000", help: "most concurrent relay connections", num: &c.MaxConns},
 		{flag: "relay-max-handshakes-per-ip", env: "VIGIL_RELAY_MAX_HANDSHAKES_PER_IP", def: "32", help: "most connections of one source address in the handshake at once", num: &c.MaxHandshakesPerIP},
 		{flag: "relay-proxy-from", env: "VIGIL_RELAY_PROXY_FROM", def: "", help: "comma-separated CIDRs or addresses of load balancers that must send a PROXY protocol header (v1 or v2) naming the client (off when empty)", str: &c.ProxyFrom},
+		{flag: "relay-public-addr", env: "VIGIL_RELAY_PUBLIC_ADDR", def: "", help: "address applets are told to dial, registered in the gateway registry (default: the listen address)", str: &c.PublicAddr},
+		{flag: "relay-region", env: "VIGIL_RELAY_REGION", def: "", help: "data-residency region the relay serves, registered in the gateway registry (default: the deployment's)", str: &c.Region},
+		{flag: "relay-heartbeat-interval", env: "VIGIL_RELAY_HEARTBEAT_INTERVAL", def: "5s", help: "how often the relay heartbeats to the gateway registry", dur: &c.HeartbeatInterval},
+		{flag: "gateway-ttl", env: "VIGIL_GATEWAY_TTL", def: "15s", help: "serve: how long a gateway stays listed after its last heartbeat", dur: &c.GatewayTTL},
 		{flag: "relay-backend-url", env: "VIGIL_RELAY_BACKEND_URL", def: "http://127.0.0.1:8080", help: "vigil relay: the HTTP API it asks", str: &c.BackendURL},
 		{flag: "relay-api-key", env: "VIGIL_RELAY_API_KEY", def: "", help: "vigil relay: an API key of role relay", str: &c.APIKey, secret: true},
 		{flag: "relay-metrics-addr", env: "VIGIL_RELAY_METRICS_ADDR", def: "", help: "vigil relay: serve /metrics on this address (off when empty)", str: &c.MetricsAddr},
@@ -248,6 +260,9 @@ func (b *httpBackend) call(ctx context.Context, path string, in, out any) error 
 	if err != nil {
 		return fmt.Errorf("relay backend %s: %w", path, err)
 	}
+	if res.StatusCode == http.StatusNoContent && out == nil {
+		return nil
+	}
 	if res.StatusCode != http.StatusOK {
 		var e struct {
 			Error struct{ Code, Message string } `json:"error"`
@@ -292,6 +307,32 @@ func (b *httpBackend) ClosedSessions(ctx context.Context, refs []relay.SessionRe
 	return out.Closed, err
 }
 
+// gatewayInfo is what the relay node id, listening on listen, registers.
+func (c *RelayConfig) gatewayInfo(id, listen string) relay.GatewayInfo {
+	addr := c.PublicAddr
+	if addr == "" {
+		addr = listen
+	}
+	return relay.GatewayInfo{ID: id, Region: c.Region, PublicAddr: addr, Capacity: c.MaxConns}
+}
+
+// serviceRegistrar is relay.Registrar over the service, for the relay
+// inside serve: a deployment gateway, serving every tenant of the region.
+type serviceRegistrar struct {
+	gws *service.Gateways
+	p   service.Principal
+}
+
+func (r serviceRegistrar) Heartbeat(ctx context.Context, info relay.GatewayInfo) error {
+	return r.gws.Heartbeat(ctx, r.p, service.GatewayHeartbeat(info))
+}
+
+// Heartbeat implements relay.Registrar over the HTTP API, for vigil relay
+// alone: the gateway serves the relay key's tenant.
+func (b *httpBackend) Heartbeat(ctx context.Context, info relay.GatewayInfo) error {
+	return b.call(ctx, "/v1/gateways/heartbeat", info, nil)
+}
+
 // relayRunning is a started relay (and, inside serve, the bus subscriber).
 type relayRunning struct {
 	srv    *relay.Server
@@ -300,6 +341,8 @@ type relayRunning struct {
 	cancel context.CancelFunc
 	subs   chan struct{}
 	bus    eventBus
+	// gateways is the registry, served by the API and watched by serve.
+	gateways *service.Gateways
 }
 
 // Stop drains the relay for the grace period (or until ctx ends), stops
@@ -358,11 +401,15 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 	if err != nil {
 		return nil, err
 	}
-	rel := sys.service.Relay(locateSession(sys.pool, sys.logStore))
+	locate := locateSession(sys.pool, sys.logStore)
+	rel := sys.service.Relay(locate)
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	run := &relayRunning{grace: rc.DrainGrace, cancel: cancel, bus: bus, subs: make(chan struct{})}
+	gws := sys.service.Gateways(sys.store, locate, rc.GatewayTTL)
+	run := &relayRunning{grace: rc.DrainGrace, cancel: cancel, bus: bus, subs: make(chan struct{}), gateways: gws}
 	go func() {
 		defer close(run.subs)
+		// The watchdog runs beside the subscriber and stops with it.
+		go gws.RunWatchdog(sctx, 0)
 		for sctx.Err() == nil {
 			// A subscription ended by stopping (stopEarly after a failed
 			// start, such as a busy relay port) is no error.
@@ -400,6 +447,7 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 	started = true
 	run.srv, run.served = srv, make(chan error, 1)
 	go func() { run.served <- srv.Serve(ln) }()
+	go srv.RunHeartbeats(sctx, serviceRegistrar{gws: gws, p: backend.p}, rc.gatewayInfo(id, ln.Addr().String()), rc.HeartbeatInterval)
 	log.Info("relay listening", "addr", ln.Addr().String(), "bus", busName(cfg.Bus))
 	return run, nil
 }
@@ -480,6 +528,13 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 	fmt.Fprintf(stdout, "relay listening on %s (certificate %s)\n", ln.Addr(), tc.certPath)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	id := rc.ID
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	go srv.RunHeartbeats(hbCtx, backend, rc.gatewayInfo(id, ln.Addr().String()), rc.HeartbeatInterval)
 	select {
 	case err := <-served:
 		return err

@@ -140,6 +140,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		Recordings:     recordings,
 		GDPR:           gdpr,
 		Webhooks:       webhooksRT.Service,
+		Gateways:       rel.gateways,
 		Limits:         httpLimits,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },

@@ -229,6 +229,7 @@ type simulator struct {
 	refusals  map[string]int
 	errors    int
 	firstErrs []string
+	gateways  map[string]int // relayed sessions by gateway (simgateways.go)
 }
 
 // simTech is a technician the simulator created and logged in.
@@ -249,6 +250,7 @@ type simReport struct {
 	errors      int
 	firstErrs   []string
 	interrupted bool
+	gateways    map[string]int // relayed sessions by the gateway that carried them
 }
 
 func newSimulator(cfg simConfig, stderr io.Writer) (*simulator, error) {
@@ -364,6 +366,7 @@ feed:
 		errors:      s.errors,
 		firstErrs:   slices.Clone(s.firstErrs),
 		interrupted: ctx.Err() != nil,
+		gateways:    maps.Clone(s.gateways),
 	}, nil
 }
 
@@ -602,7 +605,7 @@ func (ss *simSession) play(ctx context.Context, i int) error {
 		return err
 	}
 	if s.cfg.relay != "" {
-		if err := simRelaySession(ctx, s.cfg.relay, s.cfg.relayTLS, ss.id, ss.holder.token, 64<<10+ss.r.IntN(64<<10)); err != nil {
+		if err := s.relaySession(ctx, ss); err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
 	}
@@ -1176,6 +1179,14 @@ func writeSimReport(w io.Writer, r simReport) {
 	line("latency p99", ms(percentile(r.latencies, 99)))
 	line("latency max", ms(percentile(r.latencies, 100)))
 	line("expected refusals", refusals)
+	if len(r.gateways) > 0 {
+		ids := slices.Sorted(maps.Keys(r.gateways))
+		parts := make([]string, len(ids))
+		for i, id := range ids {
+			parts[i] = fmt.Sprintf("%s %d", id, r.gateways[id])
+		}
+		line("relayed by gateway", strings.Join(parts, ", "))
+	}
 	line("unexpected errors", strconv.Itoa(r.errors))
 	for _, e := range r.firstErrs {
 		fmt.Fprintf(w, "  %s\n", e)

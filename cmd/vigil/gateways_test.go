@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+)
+
+// relayProcess runs `vigil relay` with vars as a child process and waits
+// until it prints that it listens. It is killed when the test ends.
+func relayProcess(t *testing.T, vars map[string]string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VIGIL_TEST_MAIN=1", "VIGIL_TEST_ARGS=relay")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	listening := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := false
+		for sc.Scan() {
+			if !ok && strings.Contains(sc.Text(), "relay listening on") {
+				ok = true
+				listening <- true
+			}
+		}
+		if !ok {
+			listening <- false
+		}
+	}()
+	select {
+	case ok := <-listening:
+		if !ok {
+			t.Fatalf("vigil relay stopped before listening:\n%s", logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("vigil relay not listening:\n%s", logs.String())
+	}
+	return cmd
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSimulateThroughGatewayRegistry runs two `vigil relay` nodes that
+// register with the registry of a real serve, and simulate --relay, which
+// asks GET /v1/gateways for each session and dials the least loaded
+// gateway. One node is killed (SIGKILL: no goodbye) while sessions run:
+// the sessions it held start over on the other, the watchdog takes it off
+// the list and records tenant.gateway_down, and when it comes back it is
+// listed again and tenant.gateway_up is recorded. relay_connected names
+// the gateway each side chose.
+func TestSimulateThroughGatewayRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	db := pgtest.New(t)
+	dir := devKeys(t, t.TempDir())
+	addr := freeAddr(t)
+	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr,
+		"VIGIL_RELAY_DISABLE": "true", "VIGIL_GATEWAY_TTL": "2s"}
+	env := envFunc(vars)
+	ctx := context.Background()
+	tenant, ingest := tenantWithIngest(t, env)
+	var out bytes.Buffer
+	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "relay", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var relayKey map[string]string
+	_ = json.Unmarshal(out.Bytes(), &relayKey)
+	_, serveLogs := serveProcess(t, vars)
+
+	node := func(id, relayAddr string) map[string]string {
+		return map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error",
+			"VIGIL_RELAY_ID": id, "VIGIL_RELAY_ADDR": relayAddr, "VIGIL_RELAY_API_KEY": relayKey["key"],
+			"VIGIL_RELAY_BACKEND_URL": "http://" + addr, "VIGIL_RELAY_HEARTBEAT_INTERVAL": "300ms"}
+	}
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	// A first: it generates the certificate in the shared data dir that B
+	// and simulate then use.
+	nodeA := relayProcess(t, node("gw-a", addrA))
+	relayProcess(t, node("gw-b", addrB))
+	healthy := func() map[string]bool {
+		rows, err := db.Pool.Query(ctx, `SELECT id, healthy FROM gateways`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]bool{}
+		for rows.Next() {
+			var id string
+			var h bool
+			if err := rows.Scan(&id, &h); err != nil {
+				t.Fatal(err)
+			}
+			m[id] = h
+		}
+		return m
+	}
+	waitUntil(t, "both gateways registered", func() bool { h := healthy(); return h["gw-a"] && h["gw-b"] })
+
+	connectedOn := func() map[string]int {
+		rows, err := db.Pool.Query(ctx, `SELECT data::json->>'relay_id' FROM events WHERE type = 'session.relay_connected'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]int{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			m[id]++
+		}
+		return m
+	}
+
+	// The run, with gw-a killed once it has carried a few sides.
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		err := run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
+			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB}, env, &out, io.Discard)
+		done <- result{out.String(), err}
+	}()
+	waitUntil(t, "gw-a carrying sessions", func() bool { return connectedOn()["gw-a"] >= 4 })
+	if err := nodeA.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = nodeA.Wait()
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("simulate: %v\n%s\nserver log:\n%s", res.err, res.out, serveLogs.String())
+	}
+	for _, want := range []string{"sessions completed:  16/16", "unexpected errors:   0", "relayed by gateway:", "gw-b"} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("simulate output lacks %q:\n%s", want, res.out)
+		}
+	}
+	waitUntil(t, "gw-a marked down", func() bool { h := healthy(); return !h["gw-a"] && h["gw-b"] })
+	on := connectedOn()
+	if on["gw-a"] == 0 || on["gw-b"] == 0 || len(on) != 2 {
+		t.Errorf("relay_connected by gateway: %v; want both gateways and nothing else", on)
+	}
+
+	// The registry's changes are in the tenant's log.
+	registry := func() []string {
+		rows, err := db.Pool.Query(ctx, `SELECT type || ' ' || (data::json->>'gateway_id') FROM events
+			WHERE tenant = $1 AND stream = $2 AND type LIKE 'tenant.gateway_%' ORDER BY position`, tenant["tenant"], "tenant-"+tenant["tenant"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	got := strings.Join(registry(), "\n")
+	for _, want := range []string{"tenant.gateway_registered gw-a", "tenant.gateway_registered gw-b", "tenant.gateway_down gw-a"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("registry events lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "tenant.gateway_down gw-b") {
+		t.Errorf("gw-b recorded down:\n%s", got)
+	}
+
+	// gw-a comes back: listed again, and recorded as up (not registered
+	// anew: same address and capacity).
+	relayProcess(t, node("gw-a", addrA))
+	waitUntil(t, "gw-a healthy again", func() bool { return healthy()["gw-a"] })
+	waitUntil(t, "gateway_up recorded", func() bool { return strings.Contains(strings.Join(registry(), "\n"), "tenant.gateway_up gw-a") })
+	if n := strings.Count(strings.Join(registry(), "\n"), "tenant.gateway_registered gw-a"); n != 1 {
+		t.Errorf("gw-a registered %d times, want once", n)
+	}
+}
