@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigilhq/vigil/adapters/postgres"
 	httpapi "github.com/vigilhq/vigil/api/http"
 )
 
@@ -56,7 +57,10 @@ type Config struct {
 	MetricsToken       string
 	KurrentDBURL       string
 	CheckpointInterval time.Duration
-	ShutdownTimeout    time.Duration
+	// CheckpointDurability: local, replica or archive (docs/operations.md,
+	// "High availability").
+	CheckpointDurability string
+	ShutdownTimeout      time.Duration
 	// The HTTP server's defences against slow and unauthenticated
 	// clients (httpLimits).
 	HTTPReadHeaderTimeout time.Duration
@@ -128,6 +132,7 @@ func (c *Config) settings() []setting {
 		{flag: "kurrentdb-url", env: "VIGIL_KURRENTDB_URL", def: "", help: "KurrentDB/EventStoreDB connection string, such as esdb://127.0.0.1:2113?tls=false, for VIGIL_LOG_STORE=kurrentdb", str: &c.KurrentDBURL, secret: true},
 		{flag: "log-level", env: "VIGIL_LOG_LEVEL", def: "info", help: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "checkpoint-interval", env: "VIGIL_CHECKPOINT_INTERVAL", def: "5s", help: "how often a grown log gets a signed checkpoint", dur: &c.CheckpointInterval},
+		{flag: "checkpoint-durability", env: "VIGIL_CHECKPOINT_DURABILITY", def: "local", help: "what must hold an event before a checkpoint covers it: local (the primary), replica (every synchronous standby) or archive (the WAL archive)", str: &c.CheckpointDurability},
 		{flag: "shutdown-timeout", env: "VIGIL_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests", dur: &c.ShutdownTimeout},
 	}
 }
@@ -212,9 +217,15 @@ func (c *Config) validate() error {
 	if (c.HTTPTLSCertFile == "") != (c.HTTPTLSKeyFile == "") {
 		return fmt.Errorf("VIGIL_HTTP_TLS_CERT_FILE and VIGIL_HTTP_TLS_KEY_FILE go together: set both or neither")
 	}
+	if _, err := postgres.NewDurability(nil, c.CheckpointDurability); err != nil {
+		return fmt.Errorf("VIGIL_CHECKPOINT_DURABILITY: %w", err)
+	}
 	switch c.LogStore {
 	case "postgres":
 	case "kurrentdb":
+		if c.CheckpointDurability != postgres.DurableLocal && c.CheckpointDurability != "" {
+			return fmt.Errorf("VIGIL_CHECKPOINT_DURABILITY=%s needs VIGIL_LOG_STORE=postgres", c.CheckpointDurability)
+		}
 		if c.KurrentDBURL == "" {
 			return fmt.Errorf("VIGIL_LOG_STORE=kurrentdb needs VIGIL_KURRENTDB_URL")
 		}

@@ -105,7 +105,15 @@ func openSystem(ctx context.Context, cfg *Config, log *slog.Logger, o openOption
 	}
 	s.sealer = ledger.NewSealer(s.store, s.keys.Ring, 0)
 	s.store.OnKeyDestroyed(s.sealer.Invalidate)
+	var durability ledger.Durability
+	if d, err := postgres.NewDurability(pool, cfg.CheckpointDurability); err != nil {
+		s.Close()
+		return nil, err
+	} else if d != nil {
+		durability = d
+	}
 	s.ledger = ledger.New(s.logStore, s.sealer, s.keys.Signer, ledger.Options{
+		Durability:         durability,
 		Origin:             cfg.LogOrigin,
 		CheckpointInterval: cfg.CheckpointInterval,
 		Logger:             log,

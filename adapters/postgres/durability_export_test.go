@@ -1,0 +1,4 @@
+package postgres
+
+// ArchivedEnd is archivedEnd, for the tests.
+var ArchivedEnd = archivedEnd
