@@ -67,8 +67,8 @@ type claims struct {
 
 func (w *world) claims(f *forgedIdP, nameID, requestID string) claims {
 	now := w.clock.Now().UTC()
-	return claims{issuer: f.entityID, nameID: nameID, audience: w.srv.URL + sso.MetadataPath(w.tenant),
-		recipient: w.srv.URL + sso.ACSPath(w.tenant), destination: w.srv.URL + sso.ACSPath(w.tenant), inResponseTo: requestID,
+	return claims{issuer: f.entityID, nameID: nameID, audience: w.public + sso.MetadataPath(w.tenant),
+		recipient: w.public + sso.ACSPath(w.tenant), destination: w.public + sso.ACSPath(w.tenant), inResponseTo: requestID,
 		issued: now, notBefore: now.Add(-time.Minute), notOnOrAfter: now.Add(5 * time.Minute)}
 }
 

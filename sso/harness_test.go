@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,13 @@ type clock struct {
 	off time.Duration
 }
 
+// Advance moves the clock forward.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -39,6 +47,7 @@ func (c *clock) Now() time.Time {
 type world struct {
 	t      *testing.T
 	srv    *httptest.Server
+	public string // the URL the SP's entity id and ACS URL are built on
 	svc    *service.Service
 	store  *postgres.Store
 	ledger *ledger.Ledger
@@ -50,28 +59,45 @@ type world struct {
 	bob    string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newCluster(t, 1)[0] }
+
+// newCluster starts n API nodes on one database, each with its own store,
+// ledger writer and service (so its own caches), behind one public URL
+// (the first node's, as a load balancer would give them), sharing one
+// tenant, group and technicians.
+func newCluster(t *testing.T, n int) []*world {
 	t.Helper()
 	db := pgtest.New(t)
-	st := postgres.NewStore(db.Pool, postgres.Options{})
-	t.Cleanup(st.Close)
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	mk, _ := ledger.NewMasterKey(raw)
 	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.test")
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
-	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
-	go l.Run(context.Background())
-	t.Cleanup(l.Close)
 	clk := &clock{}
-	svc := service.New(service.Config{Log: l, Identity: st, Idempotency: st, Activity: st, Crypto: sealer, Region: "eu", Now: clk.Now})
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: svc}))
-	t.Cleanup(srv.Close)
-	w := &world{t: t, srv: srv, svc: svc, store: st, ledger: l, clock: clk}
+	var public *url.URL
+	var nodes []*world
+	for i := 0; i < n; i++ {
+		st := postgres.NewStore(db.Pool, postgres.Options{})
+		t.Cleanup(st.Close)
+		sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
+		l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
+		go l.Run(context.Background())
+		t.Cleanup(l.Close)
+		svc := service.New(service.Config{Log: l, Identity: st, Idempotency: st, Activity: st, Crypto: sealer, Region: "eu", Now: clk.Now})
+		var h http.Handler
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { h.ServeHTTP(rw, r) }))
+		srv.Start()
+		t.Cleanup(srv.Close)
+		if public == nil {
+			public, _ = url.Parse(srv.URL)
+		}
+		h = httpapi.New(httpapi.Options{Service: svc, PublicURL: public})
+		nodes = append(nodes, &world{t: t, srv: srv, public: public.String(), svc: svc, store: st, ledger: l, clock: clk})
+	}
+	w := nodes[0]
 	ctx := context.Background()
-	tenant, admin, err := svc.CreateTenant(ctx, "Acme", "eu")
+	tenant, admin, err := w.svc.CreateTenant(ctx, "Acme", "eu")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +106,18 @@ func newWorld(t *testing.T) *world {
 	w.group = g.str("id")
 	w.alice = w.technician("alice@example.test")
 	w.bob = w.technician("bob@example.test")
+	for _, o := range nodes[1:] {
+		o.tenant, o.admin, o.group, o.alice, o.bob = w.tenant, w.admin, w.group, w.alice, w.bob
+	}
 	t.Cleanup(func() {
-		if err := l.CheckpointAll(context.Background()); err != nil {
+		if err := w.ledger.CheckpointAll(context.Background()); err != nil {
 			t.Errorf("checkpoint: %v", err)
 		}
-		if _, err := ledger.Verify(context.Background(), st, ledger.VerifyOptions{Verifiers: note.VerifierList(verifier), Origin: "vigil.test"}); err != nil {
+		if _, err := ledger.Verify(context.Background(), w.store, ledger.VerifyOptions{Verifiers: note.VerifierList(verifier), Origin: "vigil.test"}); err != nil {
 			t.Errorf("verify after the test: %v", err)
 		}
 	})
-	return w
+	return nodes
 }
 
 const testPassword = "Correct-Horse-9"
