@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,6 +279,19 @@ func (l *Ledger) Append(ctx context.Context, stream string, expectedVersion int6
 func (l *Ledger) writer(ctx context.Context) {
 	batch := make([]*pending, 0, 256)
 	reqs := make([]*AppendRequest, 0, 256)
+	var synced chan []*pending
+	if s, ok := l.store.(Syncer); ok {
+		synced = make(chan []*pending, 64)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.syncer(ctx, s, synced)
+		}()
+		defer func() {
+			close(synced)
+			<-done
+		}()
+	}
 	for {
 		first, ok := <-l.queue
 		if !ok {
@@ -303,22 +317,67 @@ func (l *Ledger) writer(ctx context.Context) {
 			reqs = append(reqs, &p.req)
 		}
 		err := l.commit(ctx, reqs)
-		tenants := map[string]int64{}
-		for _, p := range batch {
-			if err != nil {
-				p.req.Err = err
-			} else if p.req.Err == nil {
-				tenants[p.req.Tenant] += int64(len(p.req.Events))
-			}
-			close(p.done)
+		if err == nil && synced != nil {
+			// Acknowledged by the syncer once durable, while this
+			// goroutine commits the next batch.
+			synced <- slices.Clone(batch)
+			continue
 		}
-		for t, n := range tenants {
+		l.ack(batch, err)
+	}
+}
+
+// syncer acknowledges the batches the writer committed once a Sync of the
+// store covers them: one Sync for every batch that arrived while the
+// previous one ran.
+func (l *Ledger) syncer(ctx context.Context, s Syncer, in <-chan []*pending) {
+	var batches [][]*pending
+	for b := range in {
+		batches = append(batches[:0], b)
+	drain:
+		for {
 			select {
-			case l.grown <- growth{t, n}:
+			case b, ok := <-in:
+				if !ok {
+					break drain
+				}
+				batches = append(batches, b)
 			default:
-				// The checkpointer is behind; its ticker still covers
-				// every tenant through CheckpointAll.
+				break drain
 			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.Sync(cctx)
+		cancel()
+		if err != nil {
+			l.opts.Logger.Warn("ledger sync failed: the last commits may be lost", "err", err)
+			err = fmt.Errorf("append: committed, but not known to be durable: %w", err)
+		}
+		for _, b := range batches {
+			l.ack(b, err)
+		}
+	}
+}
+
+// ack answers the callers of a batch: err for all of them when the batch
+// failed as a whole, else each request's own outcome; and tells the
+// checkpointer which tenants grew.
+func (l *Ledger) ack(batch []*pending, err error) {
+	tenants := map[string]int64{}
+	for _, p := range batch {
+		if err != nil {
+			p.req.Err = err
+		} else if p.req.Err == nil {
+			tenants[p.req.Tenant] += int64(len(p.req.Events))
+		}
+		close(p.done)
+	}
+	for t, n := range tenants {
+		select {
+		case l.grown <- growth{t, n}:
+		default:
+			// The checkpointer is behind; its ticker still covers
+			// every tenant through CheckpointAll.
 		}
 	}
 }
@@ -408,6 +467,16 @@ func Subscribe(ctx context.Context, store Store, from int64, batchSize int, fn f
 			return fmt.Errorf("subscribe after %d: %w", pos, err)
 		}
 		if len(evs) > 0 {
+			if s, ok := store.(Syncer); ok {
+				// Only durable events leave: a reader may see a commit
+				// before its flush (see Syncer).
+				if err := s.Sync(ctx); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					return fmt.Errorf("subscribe after %d: %w", pos, err)
+				}
+			}
 			if err := fn(ctx, evs); err != nil {
 				return err
 			}

@@ -93,6 +93,19 @@ type Store interface {
 	Checkpoints(ctx context.Context, tenant string) ([]Checkpoint, error)
 }
 
+// Syncer is implemented by a Store whose Commit may return before the
+// commit is durable, so that the one transaction at a time that assigns
+// positions does not also wait for its flush to disk (the PostgreSQL store
+// commits asynchronously for that reason). Sync returns nil once every
+// commit that returned before the call is durable; several commits share
+// one Sync. The ledger acknowledges an append only after a Sync that
+// covers it, and Subscribe hands events to its callback only after one.
+// An error leaves the durability of those commits unknown; a retry of
+// their appends with the same event ids settles it.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // HashReader adapts a store's tenant log to tlog.HashReader, for proofs.
 type HashReader struct {
 	Ctx    context.Context

@@ -19,7 +19,7 @@ import (
 // twoProcesses returns two ledgers over one database through two pools and
 // two stores, as two vigil processes would run, sharing the master key and
 // the checkpoint signer.
-func twoProcesses(t *testing.T) (a, b *ledger.Ledger, sa, sb *postgres.Store, verifier note.Verifier) {
+func twoProcesses(t *testing.T, opts postgres.Options) (a, b *ledger.Ledger, sa, sb *postgres.Store, verifier note.Verifier) {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -52,8 +52,8 @@ func twoProcesses(t *testing.T) (a, b *ledger.Ledger, sa, sb *postgres.Store, ve
 		t.Cleanup(l.Close)
 		return l
 	}
-	sa = postgres.NewStore(db.Pool, postgres.Options{})
-	sb = postgres.NewStore(pool2, postgres.Options{})
+	sa = postgres.NewStore(db.Pool, opts)
+	sb = postgres.NewStore(pool2, opts)
 	return open(sa), open(sb), sa, sb, verifier
 }
 
@@ -63,7 +63,7 @@ func twoProcesses(t *testing.T) (a, b *ledger.Ledger, sa, sb *postgres.Store, ve
 // versions, the idempotent answer, or the version conflict.
 func TestFastCommitFallsBack(t *testing.T) {
 	ctx := context.Background()
-	a, b, sa, _, verifier := twoProcesses(t)
+	a, b, sa, _, verifier := twoProcesses(t, postgres.Options{})
 	stream := domain.SessionStream(fmt.Sprintf("%032x", 1))
 	chat := func(text string) domain.Event { return ledgertest.Chat(t, "acme", fmt.Sprintf("%032x", 1), text) }
 	appendOK := func(l *ledger.Ledger, expected int64, e domain.Event) domain.Event {
@@ -129,10 +129,16 @@ func TestFastCommitFallsBack(t *testing.T) {
 // TestTwoProcessesAppendGapless: two stores on one database appending at
 // once to shared streams and tenants keep positions gapless, versions
 // continuous and the Merkle logs verifying, through refused one-round-trip
-// batches and their fallbacks.
+// batches and their fallbacks; with asynchronous commits too, where every
+// append is acknowledged only after a Sync.
 func TestTwoProcessesAppendGapless(t *testing.T) {
+	t.Run("synchronous", func(t *testing.T) { twoProcessesAppendGapless(t, postgres.Options{}) })
+	t.Run("async commit", func(t *testing.T) { twoProcessesAppendGapless(t, postgres.Options{AsyncCommit: true}) })
+}
+
+func twoProcessesAppendGapless(t *testing.T, opts postgres.Options) {
 	ctx := context.Background()
-	a, b, sa, sb, verifier := twoProcesses(t)
+	a, b, sa, sb, verifier := twoProcesses(t, opts)
 	const callers, appends = 8, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*callers)
@@ -180,6 +186,11 @@ func TestTwoProcessesAppendGapless(t *testing.T) {
 	}
 	if rep.Events != int64(2*callers*appends) {
 		t.Fatalf("verify saw %d events, want %d", rep.Events, 2*callers*appends)
+	}
+	for _, st := range []postgres.CommitStats{sa.CommitStats(), sb.CommitStats()} {
+		if opts.AsyncCommit != (st.Syncs > 0) {
+			t.Errorf("async commit %v, yet %d syncs", opts.AsyncCommit, st.Syncs)
+		}
 	}
 	t.Logf("process a: %+v; process b: %+v", sa.CommitStats(), sb.CommitStats())
 }

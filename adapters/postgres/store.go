@@ -21,7 +21,10 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-var _ ledger.Store = (*Store)(nil)
+var (
+	_ ledger.Store  = (*Store)(nil)
+	_ ledger.Syncer = (*Store)(nil)
+)
 
 // writerLockKey is the advisory lock every process takes for the length of
 // an append transaction, so that positions stay gapless and commit order is
@@ -45,6 +48,16 @@ type Options struct {
 	// projection lag: set it when the log lives in another store
 	// (VIGIL_LOG_STORE=kurrentdb); by default the head is read from events.
 	LogHead func(context.Context) (int64, error)
+	// AsyncCommit makes Commit return once its commit record is written,
+	// before the WAL flush, so that the next commit can take the writer
+	// lock while this one's flush is in progress; Sync then waits for the
+	// flush, and a ledger over the store acknowledges appends only after
+	// it (ledger.Syncer). Only for a ledger.Ledger given this *Store (or
+	// a wrapper that keeps its Sync method): anything else would answer
+	// before the commit is durable. Off by default: it measured no faster
+	// on the shared 2-core machine (docs/performance.md); by default
+	// Commit waits for the flush under the lock and Sync is a no-op.
+	AsyncCommit bool
 }
 
 // Store is the PostgreSQL implementation of ledger.Store. It is safe for
@@ -59,10 +72,11 @@ type Store struct {
 	mu        sync.Mutex
 	frontiers map[string]ledger.Frontier // per tenant, as of the last commit seen
 	head      int64
+	headID    uuid.UUID // the event at head, as this store wrote it
 	headKnown bool
 	versions  map[streamKey]int64
 
-	fast, fallbacks, reading atomic.Int64
+	fast, fallbacks, reading, syncs atomic.Int64
 
 	listenOnce sync.Once
 	listenStop context.CancelFunc
@@ -158,12 +172,13 @@ type CommitStats struct {
 	Fast      int64 // committed in one round trip
 	Fallbacks int64 // one-round-trip batches the server refused (state moved, or a retried id)
 	Reading   int64 // commits the reading way (after a fallback, or with nothing cached)
+	Syncs     int64 // WAL flushes asked by Sync (Options.AsyncCommit)
 }
 
 // CommitStats returns the store's commit counts since NewStore. It is safe
 // for concurrent use.
 func (s *Store) CommitStats() CommitStats {
-	return CommitStats{Fast: s.fast.Load(), Fallbacks: s.fallbacks.Load(), Reading: s.reading.Load()}
+	return CommitStats{Fast: s.fast.Load(), Fallbacks: s.fallbacks.Load(), Reading: s.reading.Load(), Syncs: s.syncs.Load()}
 }
 
 // maxCachedStreams bounds the stream versions the writer remembers; past it
@@ -175,6 +190,7 @@ const maxCachedStreams = 1 << 16
 // store last committed it, which the server checks under the lock.
 type fastPlan struct {
 	head      int64
+	headID    uuid.UUID
 	frontiers map[string]*ledger.Frontier // copies, kept only after the commit
 	assumed   map[streamKey]int64         // the stream versions assumed before the commit
 	// the assumptions, for vigil_expect_state
@@ -192,10 +208,10 @@ type fastPlan struct {
 func (s *Store) planFast(reqs []*ledger.AppendRequest) (*fastPlan, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.headKnown {
+	if !s.headKnown || s.headID == (uuid.UUID{}) {
 		return nil, false
 	}
-	p := &fastPlan{head: s.head, frontiers: map[string]*ledger.Frontier{}, assumed: map[streamKey]int64{}}
+	p := &fastPlan{head: s.head, headID: s.headID, frontiers: map[string]*ledger.Frontier{}, assumed: map[streamKey]int64{}}
 	running := map[streamKey]int64{}
 	ids := map[uuid.UUID]bool{}
 	for _, r := range reqs {
@@ -262,9 +278,14 @@ func (s *Store) commitFast(ctx context.Context, conn *pgx.Conn, reqs []*ledger.A
 	}
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL plan_cache_mode = auto`) // see commitReading
+	b.Queue(s.txSettings()) // see commitReading
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, writerLockKey)
-	b.Queue(`SELECT vigil_expect_state($1, $2, $3, $4, $5, $6)`, p.head, p.tenants, p.sizes, p.sTenants, p.sNames, p.sVersions)
+	// The event at the head must still be the one this store wrote: an
+	// asynchronous commit lost in a server crash, its positions then
+	// filled by another process, would otherwise pass the size checks.
+	b.Queue(`SELECT vigil_expect_state($1, $2, $3, $4, $5, $6),
+		1 / (SELECT count(*)::int FROM events WHERE position = $1 AND id = $7)`,
+		p.head, p.tenants, p.sizes, p.sTenants, p.sNames, p.sVersions, p.headID)
 	queueWrites(b, &ev, &hs, sizes, head)
 	b.Queue(`COMMIT`)
 	n := b.Len()
@@ -299,20 +320,26 @@ func (s *Store) commitFast(ctx context.Context, conn *pgx.Conn, reqs []*ledger.A
 		return false, errors.New("commit: transaction was rolled back")
 	}
 	s.fast.Add(1)
-	s.noteCommit(head, versions, p.frontiers)
+	s.noteCommit(head, ev.lastID(), versions, p.frontiers)
 	return true, nil
 }
 
 // noteCommit remembers the state a commit left, for the next one-round-trip
 // commit. A commit older than the state remembered (two commits of this
 // store racing) is not noted: the server would refuse it anyway.
-func (s *Store) noteCommit(head int64, versions map[streamKey]int64, frontiers map[string]*ledger.Frontier) {
+//
+// headID is the id of the event at head when this commit wrote it, zero
+// when it wrote nothing (the next commit then reads).
+func (s *Store) noteCommit(head int64, headID uuid.UUID, versions map[streamKey]int64, frontiers map[string]*ledger.Frontier) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.headKnown && head < s.head {
 		return
 	}
-	s.head, s.headKnown = head, true
+	if headID == (uuid.UUID{}) && s.headKnown && head == s.head {
+		headID = s.headID // nothing written, and nobody else wrote
+	}
+	s.head, s.headID, s.headKnown = head, headID, true
 	if len(s.versions)+len(versions) > maxCachedStreams {
 		s.versions = map[streamKey]int64{}
 	}
@@ -328,7 +355,7 @@ func (s *Store) noteCommit(head int64, versions map[streamKey]int64, frontiers m
 // the reading way.
 func (s *Store) forget() {
 	s.mu.Lock()
-	s.headKnown = false
+	s.headKnown, s.headID = false, uuid.UUID{}
 	s.versions = map[streamKey]int64{}
 	s.mu.Unlock()
 }
@@ -412,7 +439,7 @@ func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledge
 	// cannot go wrong for them. Only the id lookup below, whose generic
 	// plan made while events was small scans the whole table, is planned
 	// for its arguments.
-	b.Queue(`SET LOCAL plan_cache_mode = auto`)
+	b.Queue(s.txSettings())
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, writerLockKey)
 	b.Queue(`SELECT coalesce(max(position), 0) FROM events`)
 	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
@@ -591,7 +618,38 @@ func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledge
 		err = errors.New("commit: transaction was rolled back")
 		return err
 	}
-	s.noteCommit(head, versions, frontiers)
+	s.noteCommit(head, ev.lastID(), versions, frontiers)
+	return nil
+}
+
+// txSettings is the statement that opens a writer transaction: cached
+// plans for its big INSERTs (see commitReading) and, with
+// Options.AsyncCommit, an asynchronous commit, so that the writer
+// lock is released when the commit record is written, not when it is
+// flushed; Sync then waits for the flush, outside the lock.
+func (s *Store) txSettings() string {
+	if !s.opts.AsyncCommit {
+		return `SET LOCAL plan_cache_mode = auto`
+	}
+	return `SELECT set_config('plan_cache_mode', 'auto', true), set_config('synchronous_commit', 'off', true)`
+}
+
+// Sync implements ledger.Syncer: it returns once every commit that
+// returned before the call is durable. It commits a transactional logical
+// message with the session's synchronous_commit (the server's setting):
+// its commit record comes after theirs in the WAL, so its flush (and its
+// wait for synchronous standbys) covers them, and one Sync covers every
+// commit before it. An error leaves their durability unknown; the store
+// then reads the state again before its next commit.
+func (s *Store) Sync(ctx context.Context) error {
+	if !s.opts.AsyncCommit {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `SELECT pg_logical_emit_message(true, 'vigil.sync', '')`); err != nil {
+		s.forget()
+		return fmt.Errorf("sync: %w", unavailable(err))
+	}
+	s.syncs.Add(1)
 	return nil
 }
 
@@ -911,6 +969,14 @@ func (c *eventCols) add(e *domain.Event) {
 	c.sealed = append(c.sealed, ledger.EncodeSealed(e.Sealed))
 	leaf := e.LeafHash
 	c.leaf = append(c.leaf, leaf[:])
+}
+
+// lastID returns the id of the last row, zero when there is none.
+func (c *eventCols) lastID() uuid.UUID {
+	if len(c.id) == 0 {
+		return uuid.UUID{}
+	}
+	return c.id[len(c.id)-1]
 }
 
 type hashCols struct {

@@ -28,6 +28,17 @@ func TestContract(t *testing.T) {
 	ledgertest.Run(t, newStore)
 }
 
+// TestContractAsyncCommit: the same contract with asynchronous commits,
+// the ledger acknowledging each append after a Sync.
+func TestContractAsyncCommit(t *testing.T) {
+	ledgertest.Run(t, func(tb testing.TB) ledger.Store {
+		db := pgtest.New(tb)
+		s := postgres.NewStore(db.Pool, postgres.Options{AsyncCommit: true})
+		tb.Cleanup(s.Close)
+		return s
+	})
+}
+
 // seed appends a few events to two tenants and checkpoints them.
 func seed(t *testing.T) (*ledgertest.Env, *postgres.Store) {
 	t.Helper()

@@ -67,6 +67,7 @@ type config struct {
 	cases         map[string]bool
 	cpuprofile    string
 	trace         bool
+	asyncCommit   bool
 }
 
 var allCases = []string{"copy", "insert", "copy-1w", "append1", "append10", "append100", "verify"}
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.writerBatch, "writer-batch", 2000, "rows per CopyFrom transaction in the single-writer COPY baseline (the ledger's default MaxBatchEvents)")
 	cases := fs.String("cases", strings.Join(allCases, ","), "comma-separated measurements to run, of "+strings.Join(allCases, ","))
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measurements to `file`")
+	fs.BoolVar(&c.asyncCommit, "async-commit", false, "the ledger's store commits asynchronously and the ledger acknowledges after a Sync (postgres.Options.AsyncCommit)")
 	fs.BoolVar(&c.trace, "trace", false, "time every statement on the ledger's connections and print a breakdown per append case")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -260,7 +262,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			}
 			defer lpool.Close()
 		}
-		st := postgres.NewStore(lpool, postgres.Options{Logger: logger})
+		st := postgres.NewStore(lpool, postgres.Options{Logger: logger, AsyncCommit: cfg.asyncCommit})
 		defer st.Close()
 		bl, err := startLedger(ctx, st, logger)
 		if err != nil {
