@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"container/list"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -103,16 +104,20 @@ type KeyStore interface {
 // Sealer encrypts personal fields under their subject's data key and opens
 // them again. It caches unwrapped keys so that appending does not unwrap per
 // event; cached entries live for CacheTTL and are dropped at once by
-// Invalidate (which a store's change notifications call). It is safe for
-// concurrent use.
+// Invalidate (which a store's change notifications call). The cache holds
+// at most DefaultKeyCacheSize keys, the least recently used dropped first,
+// so that a long-running server's memory does not grow with every session
+// it ever served. It is safe for concurrent use.
 type Sealer struct {
 	keys    KeyStore
 	ring    *Keyring
 	ttl     time.Duration
 	now     func() time.Time
 	mu      sync.Mutex
-	byID    map[string]cachedKey
-	subject map[subjectRef]string // subject -> key id
+	max     int                      // most keys cached
+	byID    map[string]*list.Element // of *cachedKey
+	lru     *list.List               // most recently used first
+	subject map[subjectRef]string    // subject -> key id, for the keys cached
 }
 
 type subjectRef struct {
@@ -121,6 +126,7 @@ type subjectRef struct {
 }
 
 type cachedKey struct {
+	id        string
 	aead      cipher.AEAD // nil when destroyed
 	raw       []byte      // the data key, for HMAC uses; nil when destroyed
 	subject   domain.Subject
@@ -132,6 +138,13 @@ type cachedKey struct {
 // that another process destroyed when the change notification was lost.
 const DefaultKeyCacheTTL = time.Minute
 
+// DefaultKeyCacheSize bounds the subject keys a Sealer keeps unwrapped: one
+// per technician and per session in use (each about 1.2 KB with its
+// AES-GCM state, so about 24 MB in all: TestKeyCacheMemory). Past it the
+// least recently used key is dropped and costs one key-store read when
+// needed again.
+const DefaultKeyCacheSize = 20000
+
 // NewSealer returns a sealer over keys, wrapping with ring's current master
 // key. A ttl of 0 means DefaultKeyCacheTTL.
 func NewSealer(keys KeyStore, ring *Keyring, ttl time.Duration) *Sealer {
@@ -139,8 +152,8 @@ func NewSealer(keys KeyStore, ring *Keyring, ttl time.Duration) *Sealer {
 		ttl = DefaultKeyCacheTTL
 	}
 	return &Sealer{
-		keys: keys, ring: ring, ttl: ttl, now: time.Now,
-		byID: map[string]cachedKey{}, subject: map[subjectRef]string{},
+		keys: keys, ring: ring, ttl: ttl, now: time.Now, max: DefaultKeyCacheSize,
+		byID: map[string]*list.Element{}, lru: list.New(), subject: map[subjectRef]string{},
 	}
 }
 
@@ -148,18 +161,42 @@ func NewSealer(keys KeyStore, ring *Keyring, ttl time.Duration) *Sealer {
 func (s *Sealer) Invalidate(keyID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.byID[keyID]; ok {
-		delete(s.subject, subjectRef{c.tenant, c.subject})
+	if el, ok := s.byID[keyID]; ok {
+		s.drop(el)
 	}
-	delete(s.byID, keyID)
 }
 
 // InvalidateAll empties the cache.
 func (s *Sealer) InvalidateAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byID = map[string]cachedKey{}
+	s.byID = map[string]*list.Element{}
+	s.lru.Init()
 	s.subject = map[subjectRef]string{}
+}
+
+// cached returns the live cached key keyID and marks it used; s.mu is held.
+func (s *Sealer) cached(keyID string, now time.Time) (*cachedKey, bool) {
+	el, ok := s.byID[keyID]
+	if !ok {
+		return nil, false
+	}
+	c := el.Value.(*cachedKey)
+	if !now.Before(c.expiresAt) {
+		return nil, false
+	}
+	s.lru.MoveToFront(el)
+	return c, true
+}
+
+// drop removes a cached key; s.mu is held.
+func (s *Sealer) drop(el *list.Element) {
+	c := s.lru.Remove(el).(*cachedKey)
+	delete(s.byID, c.id)
+	ref := subjectRef{c.tenant, c.subject}
+	if s.subject[ref] == c.id {
+		delete(s.subject, ref)
+	}
 }
 
 // Seal encrypts e.Personal into e.Sealed, creating the subject's key on
@@ -259,7 +296,7 @@ func (s *Sealer) keyForSubject(ctx context.Context, tenant string, subject domai
 	now := s.now()
 	s.mu.Lock()
 	if id, ok := s.subject[subjectRef{tenant, subject}]; ok {
-		if c, ok := s.byID[id]; ok && now.Before(c.expiresAt) {
+		if c, ok := s.cached(id, now); ok {
 			s.mu.Unlock()
 			if c.aead == nil {
 				return "", nil, domain.ErrSubjectErased
@@ -288,7 +325,7 @@ func (s *Sealer) keyForSubject(ctx context.Context, tenant string, subject domai
 func (s *Sealer) keyByID(ctx context.Context, keyID string) (cipher.AEAD, error) {
 	now := s.now()
 	s.mu.Lock()
-	if c, ok := s.byID[keyID]; ok && now.Before(c.expiresAt) {
+	if c, ok := s.cached(keyID, now); ok {
 		s.mu.Unlock()
 		if c.aead == nil {
 			return nil, domain.ErrSubjectErased
@@ -338,9 +375,16 @@ func (s *Sealer) remember(w WrappedKey) (cipher.AEAD, error) {
 			return nil, err
 		}
 	}
+	c := &cachedKey{id: w.KeyID, aead: aead, raw: raw, subject: w.Subject, tenant: w.Tenant, expiresAt: s.now().Add(s.ttl)}
 	s.mu.Lock()
-	s.byID[w.KeyID] = cachedKey{aead: aead, raw: raw, subject: w.Subject, tenant: w.Tenant, expiresAt: s.now().Add(s.ttl)}
+	if el, ok := s.byID[w.KeyID]; ok {
+		s.drop(el)
+	}
+	s.byID[w.KeyID] = s.lru.PushFront(c)
 	s.subject[subjectRef{w.Tenant, w.Subject}] = w.KeyID
+	for s.lru.Len() > s.max {
+		s.drop(s.lru.Back())
+	}
 	s.mu.Unlock()
 	return aead, nil
 }

@@ -20,13 +20,19 @@ const SystemTenant = "_system"
 // looked up without being stored. The key is a data key like any other:
 // wrapped by the master key, re-wrapped on rotation, created on first use.
 func (s *Sealer) BlindIndex(ctx context.Context, purpose, value string) ([]byte, error) {
-	keyID, _, err := s.keyForSubject(ctx, SystemTenant, domain.Subject("blind-index:"+purpose))
-	if err != nil {
-		return nil, fmt.Errorf("blind index %s: %w", purpose, err)
+	var raw []byte
+	// Twice: the key may leave the bounded cache between the two steps.
+	for try := 0; try < 2 && raw == nil; try++ {
+		keyID, _, err := s.keyForSubject(ctx, SystemTenant, domain.Subject("blind-index:"+purpose))
+		if err != nil {
+			return nil, fmt.Errorf("blind index %s: %w", purpose, err)
+		}
+		s.mu.Lock()
+		if el, ok := s.byID[keyID]; ok {
+			raw = el.Value.(*cachedKey).raw
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	raw := s.byID[keyID].raw
-	s.mu.Unlock()
 	if raw == nil {
 		return nil, fmt.Errorf("blind index %s: key unavailable", purpose)
 	}
