@@ -11,6 +11,9 @@ type Metrics struct {
 	BytesFromTechnician prometheus.Counter
 	PairingLatency      prometheus.Histogram
 	Refusals            *prometheus.CounterVec
+	// Rendezvous counts UDP rendezvous datagrams by outcome (ok, waiting,
+	// rate_limited, bad_packet, bad_mac, unknown_session, session_closed).
+	Rendezvous *prometheus.CounterVec
 
 	bytes *prometheus.CounterVec
 }
@@ -38,6 +41,9 @@ func NewMetrics() *Metrics {
 			Name: "vigil_relay_refusals_total", Help: "Connections refused, by reason.",
 		}, []string{"reason"}),
 	}
+	m.Rendezvous = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_relay_rendezvous_total", Help: "UDP rendezvous datagrams, by outcome.",
+	}, []string{"outcome"})
 	m.bytes = bytes
 	for r := range reasonNames {
 		if r != ReasonOK {
@@ -56,13 +62,15 @@ const RefusalBadProxyHeader = "bad_proxy_header"
 
 // Register registers the metrics with reg; it returns the first error.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Pairs, m.Waiting, m.bytes, m.PairingLatency, m.Refusals} {
+	for _, c := range []prometheus.Collector{m.Pairs, m.Waiting, m.bytes, m.PairingLatency, m.Refusals, m.Rendezvous} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+func (m *Metrics) rendezvous(outcome string) { m.Rendezvous.WithLabelValues(outcome).Inc() }
 
 func (m *Metrics) refused(r Reason) { m.Refusals.WithLabelValues(r.String()).Inc() }
 

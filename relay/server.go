@@ -133,6 +133,10 @@ type Server struct {
 	waiting    map[SessionRef]*waiter
 	pairs      map[SessionRef]*pair
 	closing    bool
+	// For the UDP rendezvous (rendezvous.go): pairs by GUID, and the
+	// sessions the relay tore down because they closed, by GUID.
+	pairByGUID  map[string]*pair
+	closedGUIDs map[string]time.Time
 
 	conns   sync.WaitGroup // open connections
 	done    chan struct{}
@@ -197,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, m: cfg.Metrics, sem: make(chan struct{}, cfg.MaxConns),
 		listeners: map[net.Listener]struct{}{}, handshakes: map[netip.Addr]int{},
 		waiting: map[SessionRef]*waiter{}, pairs: map[SessionRef]*pair{},
+		pairByGUID: map[string]*pair{}, closedGUIDs: map[string]time.Time{},
 		done: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if s.m == nil {
@@ -427,6 +432,7 @@ func (s *Server) handle(raw net.Conn) {
 		other.timer.Stop() // if it fired meanwhile, unwait finds the waiter gone
 		p = s.newPair(ref, now, hello.Side, conn, other.conn)
 		s.pairs[ref] = p
+		s.pairByGUID[ref.GUID] = p
 		s.m.Waiting.Dec()
 		s.m.Pairs.Inc()
 	} else {
@@ -557,6 +563,9 @@ func (s *Server) ended(p *pair) {
 	now := time.Now()
 	s.mu.Lock()
 	delete(s.pairs, p.ref)
+	if s.pairByGUID[p.ref.GUID] == p {
+		delete(s.pairByGUID, p.ref.GUID)
+	}
 	s.m.Pairs.Dec()
 	reason, _ := p.reason.Load().(string)
 	s.pub.add(Event{Type: EventClosed, Tenant: p.ref.Tenant, Session: p.ref.GUID, RelayID: s.cfg.RelayID, At: now,
@@ -788,6 +797,9 @@ func (s *Server) poll() {
 // endSession tears down whatever the relay holds of session r.
 func (s *Server) endSession(r SessionRef, why Reason) {
 	s.mu.Lock()
+	if why == ReasonSessionClosed {
+		s.markClosed(r.GUID)
+	}
 	p := s.pairs[r]
 	w := s.waiting[r]
 	s.mu.Unlock()

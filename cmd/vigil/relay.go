@@ -54,8 +54,11 @@ type RelayConfig struct {
 	// are given (default: the listen address), the region served (default:
 	// the deployment's), how often the node heartbeats, and, for serve, how
 	// long a silent gateway stays listed.
-	PublicAddr        string
-	Region            string
+	PublicAddr string
+	Region     string
+	// UDPAddr is the UDP rendezvous address (default: the TCP listen
+	// address, as UDP; "off" runs none).
+	UDPAddr           string
 	HeartbeatInterval time.Duration
 	GatewayTTL        time.Duration
 	// For vigil relay alone.
@@ -90,6 +93,7 @@ func (c *RelayConfig) settings() []relaySetting {
 		{flag: "relay-max-handshakes-per-ip", env: "VIGIL_RELAY_MAX_HANDSHAKES_PER_IP", def: "32", help: "most connections of one source address in the handshake at once", num: &c.MaxHandshakesPerIP},
 		{flag: "relay-proxy-from", env: "VIGIL_RELAY_PROXY_FROM", def: "", help: "comma-separated CIDRs or addresses of load balancers that must send a PROXY protocol header (v1 or v2) naming the client (off when empty)", str: &c.ProxyFrom},
 		{flag: "relay-public-addr", env: "VIGIL_RELAY_PUBLIC_ADDR", def: "", help: "address applets are told to dial, registered in the gateway registry (default: the listen address)", str: &c.PublicAddr},
+		{flag: "relay-udp-addr", env: "VIGIL_RELAY_UDP_ADDR", def: "", help: "UDP address of the P2P rendezvous (default: the relay's TCP address, as UDP; off: none)", str: &c.UDPAddr},
 		{flag: "relay-region", env: "VIGIL_RELAY_REGION", def: "", help: "data-residency region the relay serves, registered in the gateway registry (default: the deployment's)", str: &c.Region},
 		{flag: "relay-heartbeat-interval", env: "VIGIL_RELAY_HEARTBEAT_INTERVAL", def: "5s", help: "how often the relay heartbeats to the gateway registry", dur: &c.HeartbeatInterval},
 		{flag: "gateway-ttl", env: "VIGIL_GATEWAY_TTL", def: "15s", help: "serve: how long a gateway stays listed after its last heartbeat", dur: &c.GatewayTTL},
@@ -307,13 +311,45 @@ func (b *httpBackend) ClosedSessions(ctx context.Context, refs []relay.SessionRe
 	return out.Closed, err
 }
 
-// gatewayInfo is what the relay node id, listening on listen, registers.
-func (c *RelayConfig) gatewayInfo(id, listen string) relay.GatewayInfo {
+// gatewayInfo is what the relay node id, listening on listen (TCP) and
+// udp (the rendezvous, "" when none), registers: the public host with
+// the UDP port when a public address is configured.
+func (c *RelayConfig) gatewayInfo(id, listen, udp string) relay.GatewayInfo {
 	addr := c.PublicAddr
 	if addr == "" {
 		addr = listen
 	}
-	return relay.GatewayInfo{ID: id, Region: c.Region, PublicAddr: addr, Capacity: c.MaxConns}
+	if udp != "" && c.PublicAddr != "" {
+		host, _, _ := net.SplitHostPort(c.PublicAddr)
+		_, port, _ := net.SplitHostPort(udp)
+		udp = net.JoinHostPort(host, port)
+	}
+	return relay.GatewayInfo{ID: id, Region: c.Region, PublicAddr: addr, UDPAddr: udp, Capacity: c.MaxConns}
+}
+
+// startRendezvous serves the UDP rendezvous of srv beside its TCP
+// listener ln, and returns its address, or "" when it is off or its port
+// cannot be had (logged: the relay still relays; P2P then stays TCP or
+// relayed).
+func (c *RelayConfig) startRendezvous(srv *relay.Server, ln net.Listener, log *slog.Logger) string {
+	addr := c.UDPAddr
+	if addr == "off" {
+		return ""
+	}
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		log.Warn("relay: no UDP rendezvous", "addr", addr, "err", err)
+		return ""
+	}
+	go func() {
+		if err := srv.ServeUDP(pc, relay.RendezvousConfig{}); err != nil {
+			log.Error("relay: UDP rendezvous stopped", "err", err)
+		}
+	}()
+	return pc.LocalAddr().String()
 }
 
 // serviceRegistrar is relay.Registrar over the service, for the relay
@@ -447,7 +483,8 @@ func startRelay(ctx context.Context, sys *system, cfg *Config, rc *RelayConfig, 
 	started = true
 	run.srv, run.served = srv, make(chan error, 1)
 	go func() { run.served <- srv.Serve(ln) }()
-	go srv.RunHeartbeats(sctx, serviceRegistrar{gws: gws, p: backend.p}, rc.gatewayInfo(id, ln.Addr().String()), rc.HeartbeatInterval)
+	udp := rc.startRendezvous(srv, ln, log)
+	go srv.RunHeartbeats(sctx, serviceRegistrar{gws: gws, p: backend.p}, rc.gatewayInfo(id, ln.Addr().String(), udp), rc.HeartbeatInterval)
 	log.Info("relay listening", "addr", ln.Addr().String(), "bus", busName(cfg.Bus))
 	return run, nil
 }
@@ -534,7 +571,8 @@ func runRelay(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	hbCtx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
-	go srv.RunHeartbeats(hbCtx, backend, rc.gatewayInfo(id, ln.Addr().String()), rc.HeartbeatInterval)
+	udp := rc.startRendezvous(srv, ln, log)
+	go srv.RunHeartbeats(hbCtx, backend, rc.gatewayInfo(id, ln.Addr().String(), udp), rc.HeartbeatInterval)
 	select {
 	case err := <-served:
 		return err
