@@ -249,7 +249,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 		return poison(why, fmt.Errorf("position %d: %w", e.Position, err))
 	}
 	at := e.OccurredAt.UTC()
-	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" {
+	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" || e.Type == "technician.sso_login_failed" {
 		b.login(e, p, at)
 		return nil
 	}
@@ -411,10 +411,23 @@ func (b *batch) login(e *domain.Event, p domain.Payload, at time.Time) {
 	if !strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) {
 		tech = ""
 	}
+	method := "password"
 	row := func(outcome, reason string) {
-		b.logins = append(b.logins, []any{e.Tenant, e.Position, tech, e.ID, at, outcome, reason, ref(e, "ip")})
+		b.logins = append(b.logins, []any{e.Tenant, e.Position, tech, e.ID, at, outcome, reason, ref(e, "ip"), method})
 	}
 	switch v := p.(type) {
+	case *domain.SSOLoginSucceeded:
+		method = "saml"
+		row("succeeded", "")
+	case *domain.SSOLoginFailed:
+		method = "saml"
+		row("failed", string(v.Reason))
+	case *domain.SSODisabled:
+		method = "saml"
+		row("sso_disabled", "")
+	case *domain.SSOEnabled:
+		method = "saml"
+		row("sso_enabled", "")
 	case *domain.LoginSucceeded:
 		row("succeeded", "")
 	case *domain.LoginFailed:
@@ -525,8 +538,8 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 		"text,bigint,text,uuid,timestamptz,text,text,text,text,uuid", b.consents)
 	insert("rpt_actions", "tenant, position, guid, event_id, occurred_at, type, action, technician_id, consent_event_id",
 		"text,bigint,text,uuid,timestamptz,text,text,text,uuid", b.actions)
-	insert("rpt_logins", "tenant, position, technician_id, event_id, occurred_at, outcome, reason, ip_ref",
-		"text,bigint,text,uuid,timestamptz,text,text,bytea", b.logins)
+	insert("rpt_logins", "tenant, position, technician_id, event_id, occurred_at, outcome, reason, ip_ref, method",
+		"text,bigint,text,uuid,timestamptz,text,text,bytea,text", b.logins)
 	if len(b.daily) > 0 {
 		var rows [][]any
 		for k, d := range b.daily {

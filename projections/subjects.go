@@ -39,7 +39,7 @@ func subjectTable(eventType string) string {
 		return "rpt_notes"
 	case "session.file_sent", "session.file_received":
 		return "rpt_file_transfers"
-	case "technician.login_succeeded", "technician.login_failed":
+	case "technician.login_succeeded", "technician.login_failed", "technician.sso_login_succeeded", "technician.sso_login_failed":
 		return "rpt_logins"
 	}
 	return ""

@@ -167,11 +167,11 @@ func toAction(row pgx.CollectableRow) (gql.Action, error) {
 	return a, err
 }
 
-const loginColumns = `r.position, r.technician_id, r.event_id::text, r.occurred_at, r.outcome, r.reason, r.ip_ref`
+const loginColumns = `r.position, r.technician_id, r.event_id::text, r.occurred_at, r.outcome, r.reason, r.ip_ref, r.method`
 
 func toLogin(row pgx.CollectableRow) (gql.Login, error) {
 	var l gql.Login
-	err := row.Scan(&l.Position, &l.TechnicianID, &l.EventID, &l.OccurredAt, &l.Outcome, &l.Reason, &l.IPRef)
+	err := row.Scan(&l.Position, &l.TechnicianID, &l.EventID, &l.OccurredAt, &l.Outcome, &l.Reason, &l.IPRef, &l.Method)
 	return l, err
 }
 

@@ -298,13 +298,13 @@ func (s *Server) csvChat(ctx context.Context, p service.Principal, out *csvOut, 
 }
 
 func (s *Server) csvLogins(ctx context.Context, p service.Principal, out *csvOut, from, to time.Time) error {
-	out.header = []string{"position", "event_id", "occurred_at", "technician_id", "outcome", "reason", "ip"}
+	out.header = []string{"position", "event_id", "occurred_at", "technician_id", "outcome", "reason", "ip", "method"}
 	f := LoginFilter{From: from, To: to, TechnicianID: visibleTo(p)}
 	return logPages(ctx, out, func(pg LogPage) ([]Login, error) { return s.reports.Logins(ctx, p.Tenant, f, pg) },
 		func(l Login) LogCursor { return LogCursor{l.OccurredAt, l.Position} },
 		func(l Login) ([]string, error) {
 			ip, err := s.openCell(ctx, p.Tenant, l.IPRef)
-			return []string{strconv.FormatInt(l.Position, 10), l.EventID, csvTime(&l.OccurredAt), l.TechnicianID, l.Outcome, cell(l.Reason), ip}, err
+			return []string{strconv.FormatInt(l.Position, 10), l.EventID, csvTime(&l.OccurredAt), l.TechnicianID, l.Outcome, cell(l.Reason), ip, l.Method}, err
 		})
 }
 

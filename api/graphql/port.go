@@ -255,6 +255,8 @@ type Login struct {
 	Outcome      string
 	Reason       string
 	IPRef        []byte
+	// Method is "password" or "saml" (single sign-on).
+	Method string
 }
 
 // TechnicianDay is a technician's performance on one UTC day.

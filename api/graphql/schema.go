@@ -382,6 +382,7 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 		"technicianId": plain(graphql.String, func(l Login) any { return orNull(l.TechnicianID) }),
 		"outcome":      plain(nonNull(graphql.String), func(l Login) any { return l.Outcome }),
 		"reason":       plain(graphql.String, func(l Login) any { return orNull(l.Reason) }),
+		"method":       plain(nonNull(graphql.String), func(l Login) any { return l.Method }),
 		"ip": field(graphql.String, "The client address; [erased] once the technician is erased.",
 			func(ctx context.Context, l Login) (any, error) { return s.open(ctx, l.IPRef) }),
 	}})
@@ -532,7 +533,7 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 			Description: "Chat messages in time order. Integration keys get a forbidden error.",
 			Resolve:     s.resolveChatLog},
 		"logins": {Type: nonNull(s.connectionType("Login", loginT)), Args: pageArgs(loginFilterT),
-			Description: "Logins, failures, lockouts, unlocks and logouts in time order.",
+			Description: "Logins (password and SAML single sign-on), failures, lockouts, unlocks, logouts and SSO id disables/enables in time order.",
 			Resolve:     s.resolveLogins(false)},
 		"lockouts": {Type: nonNull(s.connectionType("Lockout", loginT)), Args: pageArgs(lockoutFilterT),
 			Description: "Lockouts in time order (logins of outcome locked_out).",
