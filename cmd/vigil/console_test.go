@@ -1,0 +1,447 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+)
+
+// The web console (issue 19), driven in a real Chromium through the
+// DevTools protocol against a real `vigil serve`.
+
+const consolePassword = "Correct-Horse-9-Battery"
+
+// consoleWorld is a serve process with a tenant, two technicians and their
+// sessions, made through the HTTP API.
+type consoleWorld struct {
+	node
+	env                 func(string) string
+	tenant, admin       string
+	auditor, ingest     string
+	group               string
+	ada, bob            string // technician ids
+	adaSession, bobSess string
+	recording           string
+}
+
+func newConsoleWorld(t *testing.T) *consoleWorld {
+	t.Helper()
+	db := pgtest.New(t)
+	dir := devKeys(t, t.TempDir())
+	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error",
+		"VIGIL_RELAY_ADDR": "127.0.0.1:0", "VIGIL_HTTP_ADDR": freeAddr(t)}
+	env := envFunc(vars)
+	tenant, ingest := tenantWithIngest(t, env)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "auditor", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var auditor map[string]string
+	_ = json.Unmarshal(out.Bytes(), &auditor)
+	serveProcess(t, vars)
+	w := &consoleWorld{node: node{t: t, name: "serve", url: "http://" + vars["VIGIL_HTTP_ADDR"]}, env: env,
+		tenant: tenant["tenant"], admin: tenant["admin_key"], auditor: auditor["key"], ingest: ingest["key"]}
+	all := map[string]bool{}
+	for _, p := range []string{"remote_control", "reboot", "desktop_view", "record_sessions", "file_transfer", "private_session",
+		"file_manager", "request_credentials", "send_url", "clipboard_sync", "system_info", "deploy_script", "one_time_prompt",
+		"transfer_session", "screen_share"} {
+		all[p] = true
+	}
+	w.group, _ = w.call("POST", "/v1/groups", w.admin, map[string]any{"name": "Level 1", "permissions": all}, 201, "")["id"].(string)
+	w.ada = w.technician("ada@example.com", "Ada Lovelace")
+	w.bob = w.technician("bob@example.com", "Bob Kahn")
+	w.call("POST", "/v1/auth/login", "", map[string]any{"email": "bob@example.com", "password": "wrong"}, 401, "unauthenticated")
+	w.adaSession = w.supportSession("ada@example.com", "Grace Hopper", "grace@example.com", true)
+	w.bobSess = w.supportSession("bob@example.com", "Linus Pauling", "linus@example.com", false)
+	return w
+}
+
+func (w *consoleWorld) technician(email, name string) string {
+	id, _ := w.call("POST", "/v1/technicians", w.admin, map[string]any{"email": email, "name": name, "group_id": w.group, "password": consolePassword}, 201, "")["id"].(string)
+	return id
+}
+
+// supportSession runs a whole support session by the technician of email:
+// consent, remote control, a file, chat, and, with record, a recording.
+func (w *consoleWorld) supportSession(email, customer, customerEmail string, record bool) string {
+	t := w.t
+	tok, _ := w.call("POST", "/v1/auth/login", "", map[string]any{"email": email, "password": consolePassword}, 200, "")["token"].(string)
+	sid, _ := w.call("POST", "/v1/sessions", tok, map[string]any{"queue": "shared", "customer": map[string]any{"name": customer, "email": customerEmail}}, 201, "")["id"].(string)
+	w.command(w.ingest, sid, map[string]any{"type": "connect_customer", "platform": "windows"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "pick_up"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "request_consent", "action": "remote_control"}, 200, "")
+	w.command(w.ingest, sid, map[string]any{"type": "grant_consent", "action": "remote_control"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "start", "action": "remote_control"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "end", "action": "remote_control"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "request_consent", "action": "reboot"}, 200, "")
+	w.command(w.ingest, sid, map[string]any{"type": "deny_consent", "action": "reboot"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "reboot"}, 409, "consent_required")
+	w.command(tok, sid, map[string]any{"type": "request_consent", "action": "send_file"}, 200, "")
+	w.command(w.ingest, sid, map[string]any{"type": "grant_consent", "action": "send_file"}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "send_file", "name": "fix-" + customer + ".txt", "size": 1234,
+		"md5": "0cc175b9c0f1b6a831c399e269772661", "sha256": strings.Repeat("ab", 32)}, 200, "")
+	w.command(w.ingest, sid, map[string]any{"type": "chat", "from": "customer", "text": "Hello from " + customer}, 200, "")
+	w.command(tok, sid, map[string]any{"type": "chat", "from": "technician", "text": "Hi, let me look"}, 200, "")
+	if record {
+		req, _ := http.NewRequest("POST", w.url+"/v1/sessions/"+sid+"/recordings?duration_ms=1000", bytes.NewReader(wavTone(time.Second)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "audio/wav")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 201 {
+			t.Fatalf("upload recording: %d %s", res.StatusCode, raw)
+		}
+		var rec map[string]any
+		_ = json.Unmarshal(raw, &rec)
+		w.recording, _ = rec["recording_id"].(string)
+	}
+	w.command(tok, sid, map[string]any{"type": "close", "reason": "solved"}, 200, "")
+	return sid
+}
+
+// wavTone is d of a 440 Hz tone as a 16-bit mono WAV file, which every
+// Chromium build plays.
+func wavTone(d time.Duration) []byte {
+	const rate = 8000
+	n := int(d.Seconds() * rate)
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(36+2*n))
+	b.WriteString("WAVEfmt ")
+	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(rate), uint32(2 * rate), uint16(2), uint16(16)} {
+		_ = binary.Write(&b, binary.LittleEndian, v)
+	}
+	b.WriteString("data")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(2*n))
+	for i := 0; i < n; i++ {
+		_ = binary.Write(&b, binary.LittleEndian, int16(8000*math.Sin(2*math.Pi*440*float64(i)/rate)))
+	}
+	return b.Bytes()
+}
+
+// browser is a headless Chromium for one test.
+type browser struct {
+	t     *testing.T
+	alloc context.Context
+	shots string
+}
+
+// newBrowser starts Chromium (VIGIL_CHROMIUM, else chromium on the PATH),
+// skipping the test when there is none outside CI.
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := os.Getenv("VIGIL_CHROMIUM")
+	if path == "" {
+		p, err := exec.LookPath("chromium")
+		if err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("chromium is not installed (.ci/run installs it)")
+			}
+			t.Skip("chromium is not installed")
+		}
+		path = p
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.WindowSize(1280, 900))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	shots := os.Getenv("VIGIL_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	} else if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, alloc: alloc, shots: shots}
+	// The first context starts the browser; each person then gets a
+	// browser context of its own (own cookies), like separate profiles.
+	root, stop := chromedp.NewContext(alloc)
+	t.Cleanup(stop)
+	if err := chromedp.Do(root); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	b.alloc = root
+	return b
+}
+
+// person is one signed-in browser context.
+type person struct {
+	t   *testing.T
+	b   *browser
+	ctx context.Context
+	url string
+}
+
+func (b *browser) person(t *testing.T, base string) *person {
+	ctx, cancel := chromedp.NewContext(b.alloc, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	// The first run makes the tab, with a context that lives as long as
+	// the person: a timeout there would close the tab after it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("new browser context: %v", err)
+	}
+	return &person{t: t, b: b, ctx: ctx, url: base}
+}
+
+// do runs steps with a bound, failing the test on error.
+func (p *person) do(steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		loc, _ := chromedp.Run(p.ctx, chromedp.Location())
+		body, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 600) : ""`))
+		p.t.Fatalf("browser at %s: %v\npage: %s", loc, err, body)
+	}
+}
+
+func run1[T any](p *person, a chromedp.Action[T]) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		loc, _ := chromedp.Run(p.ctx, chromedp.Location())
+		p.t.Fatalf("browser at %s: %v", loc, err)
+	}
+	return v
+}
+
+func (p *person) open(path string) {
+	p.t.Helper()
+	p.do(chromedp.Navigate(p.url + path))
+}
+
+func (p *person) text(sel string) string {
+	p.t.Helper()
+	return run1(p, chromedp.Text(chromedp.CSS(sel)))
+}
+
+func (p *person) eval(js string) string {
+	p.t.Helper()
+	return run1(p, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+}
+
+// shot saves a full-page screenshot as name.png.
+func (p *person) shot(name string) {
+	p.t.Helper()
+	png := run1(p, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(p.b.shots, name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// status fetches path in the page and returns the HTTP status.
+func (p *person) status(path string) string {
+	p.t.Helper()
+	return p.eval(`(async () => String((await fetch(` + jsString(path) + `, {redirect: "manual"})).status))()`)
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func (p *person) signInKey(key string) {
+	p.t.Helper()
+	p.open("/console/")
+	p.do(chromedp.WaitVisible(chromedp.CSS("#api_key")),
+		chromedp.SendKeys(chromedp.CSS("#api_key"), key),
+		chromedp.Submit(chromedp.CSS("#api_key")),
+		chromedp.WaitVisible(chromedp.CSS("nav[aria-label=Main]")))
+}
+
+func (p *person) signInTechnician(email string) {
+	p.t.Helper()
+	p.open("/console/login")
+	p.do(chromedp.SendKeys(chromedp.CSS("#email"), email),
+		chromedp.SendKeys(chromedp.CSS("#password"), consolePassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS("nav[aria-label=Main]")))
+}
+
+func TestConsoleInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end")
+	}
+	b := newBrowser(t)
+	w := newConsoleWorld(t)
+
+	// Chromium keeps Secure cookies over plain HTTP for localhost only.
+	base := strings.Replace(w.url, "127.0.0.1", "localhost", 1)
+	admin := b.person(t, base)
+	t.Run("sign-in page: labelled controls, CSP, cookie", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions")
+		if loc := run1(admin, chromedp.Location()); !strings.Contains(loc, "/console/login") {
+			t.Fatalf("an anonymous visit went to %s, want the sign-in page", loc)
+		}
+		// Every visible form control has a label that names it.
+		unlabelled := admin.eval(`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")].filter(e => !e.labels || e.labels.length === 0).map(e => e.name).join(",")`)
+		if unlabelled != "" {
+			t.Fatalf("controls without a label: %s", unlabelled)
+		}
+		admin.shot("login")
+		res, err := http.Get(w.url + "/console/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+			t.Fatalf("CSP %q", csp)
+		}
+		// A wrong key is refused on the page.
+		admin.do(chromedp.SendKeys(chromedp.CSS("#api_key"), "vk_nope.nope"), chromedp.Submit(chromedp.CSS("#api_key")),
+			chromedp.WaitVisible(chromedp.CSS("#login-error")))
+		admin.signInKey(w.admin)
+		if got := admin.eval(`document.cookie`); got != "" {
+			t.Fatalf("the session cookie is readable from script: %q", got)
+		}
+	})
+
+	t.Run("sessions: list, filter by customer e-mail, CSV", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions")
+		admin.do(chromedp.WaitVisible(chromedp.CSS("#sessions")))
+		if got := admin.text("#total"); got != "2" {
+			t.Fatalf("total %q, want 2", got)
+		}
+		admin.shot("sessions")
+		admin.do(chromedp.SendKeys(chromedp.CSS("#f-email"), "GRACE@example.com"), chromedp.Submit(chromedp.CSS("#f-email")),
+			chromedp.WaitVisible(chromedp.CSS("#sessions")))
+		if got := admin.text("#total"); got != "1" {
+			t.Fatalf("filtered total %q, want 1", got)
+		}
+		if got := admin.text("#sessions tbody"); !strings.Contains(got, "Grace Hopper") || strings.Contains(got, "Linus") {
+			t.Fatalf("filtered rows: %q", got)
+		}
+		csv := admin.eval(`(async () => await (await fetch(document.getElementById("csv").href)).text())()`)
+		if !strings.Contains(csv, w.adaSession) || strings.Contains(csv, w.bobSess) {
+			t.Fatalf("CSV of the filtered list:\n%s", csv)
+		}
+	})
+
+	t.Run("session page: timeline, chat, consents, files, recording plays", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions/" + w.adaSession)
+		admin.do(chromedp.WaitVisible(chromedp.CSS("#timeline")))
+		for sel, want := range map[string]string{
+			"#customer": "Grace Hopper", "#chat": "Hello from Grace Hopper", "#files": strings.Repeat("ab", 32),
+			"#consents": "session.remote_control_started", "#timeline": "session.consent_granted",
+		} {
+			if got := admin.text(sel); !strings.Contains(got, want) {
+				t.Errorf("%s: %q does not contain %q", sel, got, want)
+			}
+		}
+		if !strings.Contains(admin.text("#files"), "0cc175b9c0f1b6a831c399e269772661") {
+			t.Error("the file's MD5 is not shown")
+		}
+		// The recording plays in the page, fetched with Range requests.
+		admin.do(chromedp.WaitVisible(chromedp.CSS("[data-recording]")))
+		admin.eval(`(async () => { const m = document.querySelector("[data-recording]"); m.muted = true; await m.play(); return "" })()`)
+		played := run1(admin, chromedp.Poll[float64](`(() => { const m = document.querySelector("[data-recording]"); return m.currentTime > 0.2 && m.duration > 0.9 ? m.duration : 0 })()`))
+		if played < 0.9 {
+			t.Fatalf("recording duration %v", played)
+		}
+		admin.shot("session")
+		// Each view is audited on the session's stream.
+		tl := w.call("GET", "/v1/sessions/"+w.adaSession+"/events", w.admin, nil, 200, "")
+		if !strings.Contains(mustJSON(tl), "session.recording_viewed") {
+			t.Fatal("no recording_viewed after playing in the console")
+		}
+	})
+
+	t.Run("logins and performance", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/logins?outcome=failed")
+		if got := admin.text("#logins tbody"); !strings.Contains(got, w.bob) || !strings.Contains(got, "failed") {
+			t.Fatalf("failed logins: %q", got)
+		}
+		admin.shot("logins")
+		admin.open("/console/performance")
+		if got := admin.text("#performance tbody"); !strings.Contains(got, w.ada) {
+			t.Fatalf("performance: %q", got)
+		}
+		admin.shot("performance")
+	})
+
+	t.Run("technician sees only its own sessions", func(t *testing.T) {
+		bob := b.person(t, base)
+		bob.signInTechnician("bob@example.com")
+		bob.open("/console/sessions")
+		if got := bob.text("#sessions tbody"); !strings.Contains(got, "Linus Pauling") || strings.Contains(got, "Grace") {
+			t.Fatalf("bob's list: %q", got)
+		}
+		if got := bob.status("/console/sessions/" + w.adaSession); got != "404" {
+			t.Fatalf("bob opening ada's session: %s, want 404", got)
+		}
+		if nav := bob.text("nav[aria-label=Main]"); strings.Contains(nav, "Admin") || strings.Contains(nav, "Audit") {
+			t.Fatalf("technician nav: %q", nav)
+		}
+		if got := bob.status("/console/logins"); got != "403" {
+			t.Fatalf("technician opening the logins: %s, want 403", got)
+		}
+		bob.shot("technician-sessions")
+	})
+
+	t.Run("keyboard: skip link and tab order reach the filter", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions")
+		admin.do(chromedp.KeyEvent("\t"))
+		if got := admin.eval(`document.activeElement.className`); got != "skip" {
+			t.Fatalf("first Tab focuses %q, want the skip link", got)
+		}
+		admin.do(chromedp.KeyEvent("\r"))
+		if got := admin.eval(`document.activeElement.id`); got != "main" {
+			t.Fatalf("the skip link moved focus to %q", got)
+		}
+		admin.do(chromedp.KeyEvent("\t"))
+		if got := admin.eval(`document.activeElement.id`); got != "f-from" {
+			t.Fatalf("Tab after skipping focuses %q, want the first filter", got)
+		}
+	})
+
+	t.Run("CSRF: a POST without the token is refused", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions")
+		if got := admin.eval(`(async () => String((await fetch("/console/logout", {method: "POST", redirect: "manual"})).status))()`); got != "403" {
+			t.Fatalf("POST without token: %s, want 403", got)
+		}
+		// Still signed in.
+		if got := admin.status("/console/sessions"); got != "200" {
+			t.Fatalf("after a refused POST: %s", got)
+		}
+	})
+
+	t.Run("sign out ends the session on the server", func(t *testing.T) {
+		admin.t = t
+		admin.open("/console/sessions")
+		admin.do(chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.CSS("#api_key")))
+		if got := admin.status("/console/sessions"); got != "0" && got != "303" {
+			t.Fatalf("after sign-out: %s, want a redirect to sign in", got)
+		}
+	})
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
