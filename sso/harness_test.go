@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
+	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
@@ -51,12 +53,16 @@ type world struct {
 	svc    *service.Service
 	store  *postgres.Store
 	ledger *ledger.Ledger
-	clock  *clock
-	tenant string
-	admin  string
-	group  string
-	alice  string // technician ids
-	bob    string
+	sealer *ledger.Sealer
+	pool   *pgxpool.Pool
+	// verifier checks the log's checkpoints.
+	verifier note.Verifier
+	clock    *clock
+	tenant   string
+	admin    string
+	group    string
+	alice    string // technician ids
+	bob      string
 }
 
 func newWorld(t *testing.T) *world { return newCluster(t, 1)[0] }
@@ -92,8 +98,13 @@ func newCluster(t *testing.T, n int) []*world {
 		if public == nil {
 			public, _ = url.Parse(srv.URL)
 		}
-		h = httpapi.New(httpapi.Options{Service: svc, PublicURL: public})
-		nodes = append(nodes, &world{t: t, srv: srv, public: public.String(), svc: svc, store: st, ledger: l, clock: clk})
+		reports, err := gql.New(gql.Config{Reports: st, Opener: sealer, Index: sealer, Auth: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = httpapi.New(httpapi.Options{Service: svc, PublicURL: public, GraphQL: reports.GraphQL(), Reports: reports.CSV()})
+		nodes = append(nodes, &world{t: t, srv: srv, public: public.String(), svc: svc, store: st, ledger: l, sealer: sealer,
+			pool: db.Pool, verifier: verifier, clock: clk})
 	}
 	w := nodes[0]
 	ctx := context.Background()
