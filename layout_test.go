@@ -38,6 +38,10 @@ func allowed(pkg, dep string) bool {
 		// webhooks is core: a subscriber of the ledger like projections,
 		// whose runner it reuses; the HTTP client is adapters/webhook.
 		return anyOf(dep, "domain", "ledger", "projections", "webhooks")
+	case under(pkg, "sso"):
+		// sso is the SAML protocol core: it knows the domain's refusal
+		// reasons, not the services that decide logins nor any adapter.
+		return anyOf(dep, "domain", "sso") && !under(dep, "domain/service")
 	case under(pkg, "api"), under(pkg, "relay"):
 		return !under(dep, "adapters")
 	case under(pkg, "adapters"):
