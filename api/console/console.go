@@ -208,6 +208,10 @@ func (c *Console) routes() {
 	m.HandleFunc("GET "+Prefix+"logins.csv", c.page("logins.csv", readers, c.loginsCSV))
 	m.HandleFunc("GET "+Prefix+"performance", c.page("performance", readers, c.performance))
 	m.HandleFunc("GET "+Prefix+"performance.csv", c.page("performance.csv", readers, c.performanceCSV))
+	m.HandleFunc("GET "+Prefix+"audit", c.page("audit", readers, c.audit))
+	m.HandleFunc("GET "+Prefix+"audit/proof", c.page("audit.proof", readers, c.auditProof))
+	m.HandleFunc("POST "+Prefix+"audit/consistency", c.page("audit.consistency", readers, c.auditConsistency))
+	m.HandleFunc("POST "+Prefix+"audit/export", c.page("audit.export", readers, c.auditExport))
 	m.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, &domain.Error{Code: domain.CodeNotFound, Message: "no such page"})
 	})

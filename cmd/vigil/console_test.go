@@ -42,7 +42,7 @@ func newConsoleWorld(t *testing.T) *consoleWorld {
 	db := pgtest.New(t)
 	dir := devKeys(t, t.TempDir())
 	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error",
-		"VIGIL_RELAY_ADDR": "127.0.0.1:0", "VIGIL_HTTP_ADDR": freeAddr(t)}
+		"VIGIL_RELAY_ADDR": "127.0.0.1:0", "VIGIL_HTTP_ADDR": freeAddr(t), "VIGIL_CHECKPOINT_INTERVAL": "300ms"}
 	env := envFunc(vars)
 	tenant, ingest := tenantWithIngest(t, env)
 	var out bytes.Buffer
@@ -325,8 +325,8 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("total %q, want 2", got)
 		}
 		admin.shot("sessions")
-		admin.do(chromedp.SendKeys(chromedp.CSS("#f-email"), "GRACE@example.com"), chromedp.Submit(chromedp.CSS("#f-email")),
-			chromedp.WaitVisible(chromedp.CSS("#sessions")))
+		admin.do(chromedp.SendKeys(chromedp.CSS("#f-email"), "GRACE@example.com"), chromedp.Submit(chromedp.CSS("#f-email")))
+		run1(admin, chromedp.Poll[bool](`location.search.includes("email=") && document.readyState === "complete"`))
 		if got := admin.text("#total"); got != "1" {
 			t.Fatalf("filtered total %q, want 1", got)
 		}
@@ -381,6 +381,81 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("performance: %q", got)
 		}
 		admin.shot("performance")
+	})
+
+	t.Run("auditor: proof and signature verified in the browser, tampering refused, consistency, export", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"keys", "public"}, w.env, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		vkey := strings.TrimSpace(out.String())
+		w.t = t
+		aud := b.person(t, base)
+		aud.signInKey(w.auditor)
+		aud.open("/console/audit")
+		kept := aud.eval(`document.getElementById("cp-note").value`)
+		if !strings.Contains(kept, "\n\n\u2014 ") {
+			t.Fatalf("checkpoint note: %q", kept)
+		}
+		aud.shot("audit")
+		// More events, and a later checkpoint, after the one kept.
+		w.command(w.ingest, w.bobSess, map[string]any{"type": "chat", "from": "customer", "text": "after close?"}, 409, "")
+		w.call("POST", "/v1/technicians/"+w.bob+"/unlock", w.admin, map[string]any{}, 200, "")
+		tok, _ := w.call("POST", "/v1/auth/login", "", map[string]any{"email": "ada@example.com", "password": consolePassword}, 200, "")["token"].(string)
+		w.call("POST", "/v1/sessions", tok, map[string]any{"queue": "shared"}, 201, "")
+		var size string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			aud.open("/console/audit")
+			if size = aud.eval(`document.getElementById("cp-note").value`); size != kept || time.Now().After(deadline) {
+				break
+			}
+		}
+		if size == kept {
+			t.Fatal("no later checkpoint")
+		}
+
+		evs, _ := w.call("GET", "/v1/sessions/"+w.adaSession+"/events", w.admin, nil, 200, "")["events"].([]any)
+		ev, _ := evs[4].(map[string]any)["id"].(string)
+		aud.open("/console/audit/proof?event=" + ev)
+		verify := func(sel, button string) string {
+			aud.do(chromedp.Click(chromedp.CSS(button)))
+			return run1(aud, chromedp.Poll[string](`document.querySelector(` + jsString(sel) + `).dataset.verdict || ""`))
+		}
+		aud.do(chromedp.SendKeys(chromedp.CSS("#vkey"), vkey))
+		if v := verify("#receipt-verdict", "#verify-receipt"); v != "ok" {
+			t.Fatalf("a true receipt: %s: %s", v, aud.text("#receipt-verdict"))
+		}
+		aud.shot("audit-proof-verified")
+		// One bit of one proof hash changed: refused.
+		aud.eval(`(() => { const a = document.getElementById("receipt"); const r = JSON.parse(a.value);
+			const h = atob(r.inclusion.proof[0]); r.inclusion.proof[0] = btoa(String.fromCharCode(h.charCodeAt(0) ^ 1) + h.slice(1));
+			a.value = JSON.stringify(r, null, 2); return "" })()`)
+		if v := verify("#receipt-verdict", "#verify-receipt"); v != "bad" || !strings.Contains(aud.text("#receipt-verdict"), "does not lead to the signed root") {
+			t.Fatalf("a tampered proof: %s: %s", v, aud.text("#receipt-verdict"))
+		}
+		aud.shot("audit-proof-tampered")
+		// The checkpoint's size changed: its signature fails.
+		aud.open("/console/audit/proof?event=" + ev)
+		aud.do(chromedp.SendKeys(chromedp.CSS("#vkey"), vkey))
+		aud.eval(`(() => { const a = document.getElementById("receipt"); const r = JSON.parse(a.value);
+			r.checkpoint = r.checkpoint.replace(/\n(\d+)\n/, (m, n) => "\n" + (Number(n) + 1) + "\n"); a.value = JSON.stringify(r); return "" })()`)
+		if v := verify("#receipt-verdict", "#verify-receipt"); v != "bad" || !strings.Contains(aud.text("#receipt-verdict"), "signature") {
+			t.Fatalf("a forged checkpoint: %s: %s", v, aud.text("#receipt-verdict"))
+		}
+
+		aud.do(chromedp.SetValue(chromedp.CSS("#kept"), kept))
+		if v := verify("#consistency-verdict", "#verify-consistency"); v != "ok" {
+			t.Fatalf("consistency with the kept checkpoint: %s: %s", v, aud.text("#consistency-verdict"))
+		}
+		aud.do(chromedp.Click(chromedp.CSS("#export")))
+		digest := run1(aud, chromedp.Poll[string](`document.getElementById("export-status").dataset.done || ""`))
+		if len(digest) != 64 || aud.eval(`String(document.getElementById("export-progress").value)`) != "100" {
+			t.Fatalf("export: %q", aud.text("#export-status"))
+		}
+		aud.shot("audit-export")
+		if nav := aud.text("nav[aria-label=Main]"); strings.Contains(nav, "Admin") || strings.Contains(nav, "DPO") {
+			t.Fatalf("auditor nav: %q", nav)
+		}
 	})
 
 	t.Run("technician sees only its own sessions", func(t *testing.T) {
