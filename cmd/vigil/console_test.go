@@ -419,7 +419,7 @@ func TestConsoleInChromium(t *testing.T) {
 		aud.open("/console/audit/proof?event=" + ev)
 		verify := func(sel, button string) string {
 			aud.do(chromedp.Click(chromedp.CSS(button)))
-			return run1(aud, chromedp.Poll[string](`document.querySelector(` + jsString(sel) + `).dataset.verdict || ""`))
+			return run1(aud, chromedp.Poll[string](`document.querySelector(`+jsString(sel)+`).dataset.verdict || ""`))
 		}
 		aud.do(chromedp.SendKeys(chromedp.CSS("#vkey"), vkey))
 		if v := verify("#receipt-verdict", "#verify-receipt"); v != "ok" {
