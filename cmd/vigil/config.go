@@ -29,6 +29,7 @@ type Config struct {
 	LogOrigin          string
 	Region             string
 	TrustedProxies     string
+	PublicURL          string
 	SchedulerInterval  time.Duration
 	PprofAddr          string
 	S3Endpoint         string
@@ -107,6 +108,7 @@ func (c *Config) settings() []setting {
 		{flag: "log-origin", env: "VIGIL_LOG_ORIGIN", def: "vigil.local", help: "checkpoint origin prefix and signer name; each tenant's log is ORIGIN/TENANT", str: &c.LogOrigin},
 		{flag: "region", env: "VIGIL_REGION", def: "eu", help: "the region this deployment serves; tenants of other regions are refused", str: &c.Region},
 		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
+		{flag: "public-url", env: "VIGIL_PUBLIC_URL", def: "", help: "the URL browsers and identity providers reach vigil at, such as https://vigil.example.com: SAML entity ids and ACS URLs are built on it (empty: each request's scheme and host)", str: &c.PublicURL},
 		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
 		{flag: "metrics-token", env: "VIGIL_METRICS_TOKEN", def: "", help: "when set, /metrics answers only requests with the header Authorization: Bearer TOKEN", str: &c.MetricsToken, secret: true},
 		{flag: "pprof-addr", env: "VIGIL_PPROF_ADDR", def: "", help: "serve Go's pprof profiles on this loopback address (off when empty)", str: &c.PprofAddr},
@@ -192,6 +194,9 @@ func (c *Config) validate() error {
 	}
 	if c.CheckpointInterval <= 0 || c.ShutdownTimeout <= 0 || c.SchedulerInterval <= 0 {
 		return fmt.Errorf("checkpoint interval, scheduler interval and shutdown timeout must be positive")
+	}
+	if _, err := publicURL(c.PublicURL); err != nil {
+		return err
 	}
 	if _, err := c.proxies(); err != nil {
 		return err

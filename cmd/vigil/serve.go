@@ -49,8 +49,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		_ = sys.ledger.Run(context.WithoutCancel(ctx))
 	}()
 
-	proxies, _ := cfg.proxies()       // validated above
-	httpLimits, _ := cfg.httpLimits() // validated above
+	proxies, _ := cfg.proxies()           // validated above
+	public, _ := publicURL(cfg.PublicURL) // validated above
+	httpLimits, _ := cfg.httpLimits()     // validated above
 	runner := sys.projector()
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProjections()
@@ -129,19 +130,21 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		return err
 	}
 	handler := httpapi.New(httpapi.Options{
-		GraphQL:        reports.GraphQL(),
-		Reports:        reports.CSV(),
-		Logger:         log,
-		Service:        sys.service,
-		Metrics:        metricsAuth(cfg.MetricsToken, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})),
-		HTTPMetrics:    httpMetrics,
-		TrustedProxies: proxies,
-		Audit:          compliance.NewAuditor(sys.ledger),
-		Recordings:     recordings,
-		GDPR:           gdpr,
-		Webhooks:       webhooksRT.Service,
-		Gateways:       rel.gateways,
-		Limits:         httpLimits,
+		GraphQL:           reports.GraphQL(),
+		Reports:           reports.CSV(),
+		Logger:            log,
+		Service:           sys.service,
+		Metrics:           metricsAuth(cfg.MetricsToken, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})),
+		HTTPMetrics:       httpMetrics,
+		TrustedProxies:    proxies,
+		PublicURL:         public,
+		SSOMetadataClient: ssoMetadataClient(hooks.AllowCIDRs),
+		Audit:             compliance.NewAuditor(sys.ledger),
+		Recordings:        recordings,
+		GDPR:              gdpr,
+		Webhooks:          webhooksRT.Service,
+		Gateways:          rel.gateways,
+		Limits:            httpLimits,
 		Ready: map[string]httpapi.Checker{
 			"database": func(ctx context.Context) error { return sys.pool.Ping(ctx) },
 			"ledger": func(ctx context.Context) error {
