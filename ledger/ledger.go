@@ -500,6 +500,8 @@ func (l *Ledger) Checkpoint(ctx context.Context, tenant string) (Checkpoint, err
 		return latest, nil
 	} else if err != nil && !errors.Is(err, domain.ErrNotFound) {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s: %w", tenant, err)
+	} else if err != nil && size == 0 && l.opts.Durability != nil {
+		return Checkpoint{Tenant: tenant}, nil // nothing durable yet, nothing signed
 	}
 	if err := l.CheckSigner(ctx); err != nil {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s: %w", tenant, err)
