@@ -16,7 +16,8 @@ import (
 // database cannot be reached just now, rather than anything about the
 // request: the connection was refused, reset or closed; the server is
 // shutting down (57P01 admin_shutdown, 57P02 crash_shutdown), starting up
-// (57P03 cannot_connect_now) or out of connections (53300); any other
+// (57P03 cannot_connect_now), out of connections (53300) or a standby now
+// (25006 read_only_sql_transaction, after a failover); any other
 // connection exception (class 08). Both stay visible to errors.Is and
 // errors.As. Anything else, and nil, is returned as it is.
 func unavailable(err error) error {
@@ -31,6 +32,12 @@ func connectionLost(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "57P01", "57P02", "57P03", "53300":
+			return true
+		case "25006":
+			// read_only_sql_transaction: a write reached a server that is
+			// a standby now (a demoted primary still behind a proxy or a
+			// pooled connection, issue 16); the next connection finds the
+			// new primary.
 			return true
 		}
 		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08"

@@ -59,7 +59,7 @@ func TestOutageIsUnavailable(t *testing.T) {
 	}
 	// What the server says, not the network, also counts: shutting down,
 	// starting up; other server errors do not.
-	for code, want := range map[string]bool{"57P01": true, "57P03": true, "08006": true, "53300": true, "23505": false, "22021": false} {
+	for code, want := range map[string]bool{"57P01": true, "57P03": true, "08006": true, "53300": true, "25006": true, "23505": false, "22021": false} {
 		err := &pgconn.PgError{Code: code}
 		if got := errors.Is(postgres.TranslateForTest(err), domain.ErrUnavailable); got != want {
 			t.Errorf("SQLSTATE %s unavailable = %v, want %v", code, got, want)
