@@ -53,6 +53,11 @@ func buildCatalogue() *Registry {
 		RelayConnected{},
 		RelayPaired{},
 		RelayClosed{},
+		P2PTCPListening{},
+		P2PTCPTimeout{},
+		P2PUDPRendezvous{},
+		P2PEstablished{},
+		P2PFailed{},
 		SessionClosed{},
 		// technician-<id>
 		TechnicianCreated{},

@@ -59,6 +59,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"session.note_added", "session.custom_fields_set", "session.recording_started", "session.recording_stopped",
 		"session.recording_stored", "session.recording_failed", "session.recording_viewed",
 		"session.relay_connected", "session.relay_paired", "session.relay_closed", "session.closed",
+		"session.peer_tcp_listening", "session.peer_tcp_timeout", "session.peer_udp_rendezvous", "session.peer_channel_established", "session.peer_channel_failed",
 		"technician.created", "technician.login_succeeded", "technician.login_failed", "technician.locked_out",
 		"technician.unlocked", "technician.password_changed", "technician.password_change_required",
 		"technician.two_factor_enrolled", "technician.logged_out", "technician.disabled", "technician.group_changed",

@@ -64,6 +64,11 @@ type sessionRow struct {
 	recorded                                                                                   bool
 	nameRef, emailRef, fieldsRef, emailIdx                                                     []byte
 	createdPosition, lastPosition                                                              int64
+	// Issue 18 (migration 00018): the gateway the applet chose, the
+	// transport, the time to P2P and why it failed, the Lens streaming.
+	gatewayID, transport, p2pFailure string
+	p2pMS                            *int64
+	lensMS                           int64
 }
 
 type dailyKey struct {
@@ -165,7 +170,7 @@ func (b *batch) loadSessions(ctx context.Context, tx pgx.Tx, events []domain.Eve
 	rows, err := tx.Query(ctx, `SELECT s.tenant, s.guid, status, queue, channel, group_id, technician_id, owner_id, platform, tracking_id,
 			created_at, connected_at, picked_up_at, closed_at, waiting_s, pickup_s, active_s, total_s, transfers, tools,
 			closed_by, close_reason, recorded, customer_name_ref, customer_email_ref, custom_fields_ref, customer_email_idx,
-			created_position, last_position
+			created_position, last_position, gateway_id, transport, p2p_ms, p2p_failure, lens_ms
 		FROM rpt_sessions s JOIN unnest($1::text[], $2::text[]) AS u(tenant, guid) ON s.tenant = u.tenant AND s.guid = u.guid`, tenants, guids)
 	if err != nil {
 		return err
@@ -176,7 +181,7 @@ func (b *batch) loadSessions(ctx context.Context, tx pgx.Tx, events []domain.Eve
 		if err := rows.Scan(&s.tenant, &s.guid, &s.status, &s.queue, &s.channel, &s.groupID, &s.technicianID, &s.ownerID, &s.platform, &s.trackingID,
 			&s.createdAt, &s.connectedAt, &s.pickedUpAt, &s.closedAt, &s.waitingS, &s.pickupS, &s.activeS, &s.totalS, &s.transfers, &s.tools,
 			&s.closedBy, &s.closeReason, &s.recorded, &s.nameRef, &s.emailRef, &s.fieldsRef, &s.emailIdx,
-			&s.createdPosition, &s.lastPosition); err != nil {
+			&s.createdPosition, &s.lastPosition, &s.gatewayID, &s.transport, &s.p2pMS, &s.p2pFailure, &s.lensMS); err != nil {
 			return err
 		}
 		b.sessions[[2]string{s.tenant, s.guid}] = s
@@ -285,6 +290,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 	}
 	s.lastPosition = e.Position
 	base := []any{e.Tenant, e.Position, guid, e.ID, at}
+	applyTransport(s, p)
 	switch v := p.(type) {
 	case *domain.CustomerConnected:
 		if s.connectedAt == nil {
@@ -492,19 +498,20 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 			rows = append(rows, []any{s.tenant, s.guid, s.status, s.queue, s.channel, s.groupID, s.technicianID, s.ownerID, s.platform, s.trackingID,
 				s.createdAt, s.connectedAt, s.pickedUpAt, s.closedAt, s.waitingS, s.pickupS, s.activeS, s.totalS, s.transfers,
 				strings.Join(s.tools, ","), s.closedBy, s.closeReason, s.recorded, s.nameRef, s.emailRef, s.fieldsRef, s.emailIdx,
-				s.createdPosition, s.lastPosition})
+				s.createdPosition, s.lastPosition, s.gatewayID, s.transport, s.p2pMS, s.p2pFailure, s.lensMS})
 		}
 		q.Queue(`INSERT INTO rpt_sessions (tenant, guid, status, queue, channel, group_id, technician_id, owner_id, platform, tracking_id,
 				created_at, connected_at, picked_up_at, closed_at, waiting_s, pickup_s, active_s, total_s, transfers, tools,
 				closed_by, close_reason, recorded, customer_name_ref, customer_email_ref, custom_fields_ref, customer_email_idx,
-				created_position, last_position)
+				created_position, last_position, gateway_id, transport, p2p_ms, p2p_failure, lens_ms)
 			SELECT t, g, st, q, ch, gr, te, ow, pl, tr, ca, co, pu, cl, ws, ps, acs, ts, tf,
-				CASE WHEN tl = '' THEN '{}'::text[] ELSE string_to_array(tl, ',') END, cb, cr, rc, nr, er, fr, ei, cp, lp
+				CASE WHEN tl = '' THEN '{}'::text[] ELSE string_to_array(tl, ',') END, cb, cr, rc, nr, er, fr, ei, cp, lp, gw, tp, pm, pf, lm
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
 				$11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
 				$15::float8[], $16::float8[], $17::float8[], $18::float8[], $19::int[], $20::text[],
-				$21::text[], $22::text[], $23::bool[], $24::bytea[], $25::bytea[], $26::bytea[], $27::bytea[], $28::bigint[], $29::bigint[])
-				AS u(t, g, st, q, ch, gr, te, ow, pl, tr, ca, co, pu, cl, ws, ps, acs, ts, tf, tl, cb, cr, rc, nr, er, fr, ei, cp, lp)
+				$21::text[], $22::text[], $23::bool[], $24::bytea[], $25::bytea[], $26::bytea[], $27::bytea[], $28::bigint[], $29::bigint[],
+				$30::text[], $31::text[], $32::bigint[], $33::text[], $34::bigint[])
+				AS u(t, g, st, q, ch, gr, te, ow, pl, tr, ca, co, pu, cl, ws, ps, acs, ts, tf, tl, cb, cr, rc, nr, er, fr, ei, cp, lp, gw, tp, pm, pf, lm)
 			ON CONFLICT (tenant, guid) DO UPDATE SET status = EXCLUDED.status, queue = EXCLUDED.queue, channel = EXCLUDED.channel,
 				group_id = EXCLUDED.group_id, technician_id = EXCLUDED.technician_id, owner_id = EXCLUDED.owner_id,
 				platform = EXCLUDED.platform, tracking_id = EXCLUDED.tracking_id, created_at = EXCLUDED.created_at,
@@ -513,8 +520,10 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 				transfers = EXCLUDED.transfers, tools = EXCLUDED.tools, closed_by = EXCLUDED.closed_by, close_reason = EXCLUDED.close_reason,
 				recorded = EXCLUDED.recorded, customer_name_ref = EXCLUDED.customer_name_ref, customer_email_ref = EXCLUDED.customer_email_ref,
 				custom_fields_ref = EXCLUDED.custom_fields_ref, customer_email_idx = EXCLUDED.customer_email_idx,
-				created_position = EXCLUDED.created_position, last_position = EXCLUDED.last_position`,
-			columns(rows, 29)...)
+				created_position = EXCLUDED.created_position, last_position = EXCLUDED.last_position,
+				gateway_id = EXCLUDED.gateway_id, transport = EXCLUDED.transport, p2p_ms = EXCLUDED.p2p_ms,
+				p2p_failure = EXCLUDED.p2p_failure, lens_ms = EXCLUDED.lens_ms`,
+			columns(rows, 34)...)
 	}
 	insert := func(table, cols, types string, rows [][]any) {
 		if len(rows) == 0 {

@@ -32,14 +32,16 @@ func (w *where) String() string { return strings.Join(w.conds, " AND ") }
 
 const sessionColumns = `guid, status, queue, channel, group_id, technician_id, owner_id, platform, tracking_id,
 	created_at, connected_at, picked_up_at, closed_at, waiting_s, pickup_s, active_s, total_s, transfers, tools,
-	closed_by, close_reason, recorded, customer_name_ref, customer_email_ref, custom_fields_ref`
+	closed_by, close_reason, recorded, customer_name_ref, customer_email_ref, custom_fields_ref,
+	gateway_id, transport, p2p_ms, p2p_failure, lens_ms`
 
 func toSession(row pgx.CollectableRow) (gql.Session, error) {
 	var s gql.Session
 	err := row.Scan(&s.ID, &s.Status, &s.Queue, &s.Channel, &s.GroupID, &s.TechnicianID, &s.OwnerID, &s.Platform,
 		&s.TrackingID, &s.CreatedAt, &s.ConnectedAt, &s.PickedUpAt, &s.ClosedAt, &s.WaitingSeconds, &s.PickupSeconds,
 		&s.ActiveSeconds, &s.TotalSeconds, &s.Transfers, &s.Tools, &s.ClosedBy, &s.CloseReason, &s.Recorded,
-		&s.CustomerNameRef, &s.CustomerEmailRef, &s.CustomFieldsRef)
+		&s.CustomerNameRef, &s.CustomerEmailRef, &s.CustomFieldsRef,
+		&s.GatewayID, &s.Transport, &s.TimeToP2PMS, &s.P2PFailure, &s.LensMS)
 	return s, err
 }
 

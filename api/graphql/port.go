@@ -186,6 +186,13 @@ type Session struct {
 	Recorded                                    bool
 	CustomerNameRef, CustomerEmailRef           []byte
 	CustomFieldsRef                             []byte
+	// Where its bytes went (issue 18): the gateway the applet chose, the
+	// transport that carried the session (relayed, tcp, udp; "" before
+	// the relay paired), the milliseconds to the P2P channel, why P2P
+	// failed, and the milliseconds the customer's camera streamed (Lens).
+	GatewayID, Transport, P2PFailure string
+	TimeToP2PMS                      *int64
+	LensMS                           int64
 }
 
 // ChatMessage is a row of rpt_chat.

@@ -415,6 +415,21 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 		"closedBy":    plain(graphql.String, func(x *Session) any { return orNull(x.ClosedBy) }),
 		"closeReason": plain(graphql.String, func(x *Session) any { return orNull(x.CloseReason) }),
 		"recorded":    plain(nonNull(graphql.Boolean), func(x *Session) any { return x.Recorded }),
+		"gatewayId": field(graphql.String, "The gateway (relay node) the customer's applet chose.",
+			func(_ context.Context, x *Session) (any, error) { return orNull(x.GatewayID), nil }),
+		"transport": field(graphql.String, "What carried the session's traffic in the end: relayed, tcp or udp (a direct P2P channel); null before the relay paired the two sides.",
+			func(_ context.Context, x *Session) (any, error) { return orNull(x.Transport), nil }),
+		"timeToP2PMs": field(graphql.Float, "Milliseconds from the start of the P2P attempt to the authenticated direct channel; null when none was made.",
+			func(_ context.Context, x *Session) (any, error) {
+				if x.TimeToP2PMS == nil {
+					return nil, nil
+				}
+				return float64(*x.TimeToP2PMS), nil
+			}),
+		"p2pFailure": field(graphql.String, "Why the P2P attempt failed and the session stayed relayed.",
+			func(_ context.Context, x *Session) (any, error) { return orNull(x.P2PFailure), nil }),
+		"lensMinutes": field(nonNull(graphql.Float), "Minutes the customer's camera streamed to the console through Rescue Lens.",
+			func(_ context.Context, x *Session) (any, error) { return float64(x.LensMS) / 60000, nil }),
 		"customerName": field(graphql.String, "Opened at read time; [erased] once the session's subject is erased.",
 			func(ctx context.Context, x *Session) (any, error) { return s.open(ctx, x.CustomerNameRef) }),
 		"customerEmail": field(graphql.String, "Opened at read time; [erased] once the session's subject is erased.",

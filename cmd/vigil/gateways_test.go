@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -164,7 +165,7 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	go func() {
 		var out bytes.Buffer
 		err := run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
-			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB}, env, &out, io.Discard)
+			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB, "--p2p-timeout", "200ms"}, env, &out, io.Discard)
 		done <- result{out.String(), err}
 	}()
 	waitUntil(t, "gw-a carrying sessions", func() bool { return connectedOn()["gw-a"] >= 4 })
@@ -213,6 +214,71 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	}
 	if strings.Contains(got, "tenant.gateway_down gw-b") {
 		t.Errorf("gw-b recorded down:\n%s", got)
+	}
+
+	// P2P: each session tried a direct channel; the reports, GraphQL and
+	// a rebuild show the transport and the time to P2P.
+	var transports map[string]int
+	waitUntil(t, "the projections at the head", func() bool {
+		r, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		return strings.Contains(string(b), `vigil_projection_lag_events{projection="reporting"} 0`)
+	})
+	rows, err := db.Pool.Query(ctx, `SELECT transport, count(*), count(p2p_ms), count(*) FILTER (WHERE gateway_id IN ('gw-a', 'gw-b')) FROM rpt_sessions GROUP BY transport`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transports = map[string]int{}
+	for rows.Next() {
+		var tr string
+		var n, timed, viaGateway int
+		if err := rows.Scan(&tr, &n, &timed, &viaGateway); err != nil {
+			t.Fatal(err)
+		}
+		transports[tr] = n
+		if (tr == "tcp" || tr == "udp") != (timed == n) || timed > 0 && tr == "relayed" {
+			t.Errorf("transport %s: %d sessions, %d with a time to P2P", tr, n, timed)
+		}
+		if viaGateway != n {
+			t.Errorf("transport %s: %d of %d sessions name gw-a or gw-b as their gateway", tr, viaGateway, n)
+		}
+	}
+	rows.Close()
+	if transports["tcp"] == 0 || transports["udp"] == 0 || transports["tcp"]+transports["udp"]+transports["relayed"] != 16 {
+		t.Errorf("sessions by transport: %v; want tcp and udp among 16", transports)
+	}
+	q := `{"query": "{ sessions(first: 50) { edges { node { id transport timeToP2PMs p2pFailure gatewayId lensMinutes } } } }"}`
+	req, _ := http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	req.Header.Set("Content-Type", "application/json")
+	res2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gq, _ := io.ReadAll(res2.Body)
+	res2.Body.Close()
+	if !strings.Contains(string(gq), `"transport":"udp"`) || !strings.Contains(string(gq), `"transport":"tcp"`) ||
+		!strings.Contains(string(gq), `"gatewayId":"gw-`) || strings.Contains(string(gq), `"errors"`) {
+		t.Errorf("GraphQL sessions: %s", gq)
+	}
+	dump := func() string {
+		var s string
+		if err := db.Pool.QueryRow(ctx, `SELECT string_agg(t::text, E'\n' ORDER BY guid) FROM rpt_sessions t`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	live := dump()
+	out.Reset()
+	if err := run(ctx, []string{"rebuild", "--quiet"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if dump() != live {
+		t.Errorf("the sessions report after a rebuild differs from the live one")
 	}
 
 	// gw-a comes back: listed again, and recorded as up (not registered

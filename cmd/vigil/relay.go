@@ -619,8 +619,9 @@ func simRelayTLS(addr, caFile, dataDir string) (*tls.Config, error) {
 
 // simRelaySession pairs an applet and a console for session guid through
 // the relay, pushes n random bytes each way, checks that each side got
-// exactly what the other sent, and hangs up.
-func simRelaySession(ctx context.Context, addr string, tc *tls.Config, guid, token string, n int) error {
+// exactly what the other sent, runs after (the P2P attempt of simulate),
+// if any, while both connections are up, and hangs up.
+func simRelaySession(ctx context.Context, addr string, tc *tls.Config, guid, token string, n int, after ...func(cust, tech *tls.Conn) error) error {
 	raw, err := hex.DecodeString(guid)
 	if err != nil || len(raw) != 16 {
 		return fmt.Errorf("session id %q", guid)
@@ -663,6 +664,11 @@ func simRelaySession(ctx context.Context, addr string, tc *tls.Config, guid, tok
 	go recv(cust, down)
 	for range 4 {
 		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	for _, f := range after {
+		if err := f(cust, tech); err != nil {
 			return err
 		}
 	}

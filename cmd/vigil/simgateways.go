@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,9 +70,12 @@ func (s *simulator) relaySession(ctx context.Context, ss *simSession) error {
 		if host, _, err := net.SplitHostPort(gw.Address); err == nil {
 			tc.ServerName = host
 		}
-		err := simRelaySession(ctx, gw.Address, tc, ss.id, ss.holder.token, n)
+		err := simRelaySession(ctx, gw.Address, tc, ss.id, ss.holder.token, n, func(cust, tech *tls.Conn) error {
+			return s.simP2P(ctx, ss, gw, cust, tech)
+		})
 		var refused *relay.RefusedError
-		if err != nil && !errors.As(err, &refused) && ctx.Err() == nil {
+		var p2p *simP2PError
+		if err != nil && !errors.As(err, &refused) && !errors.As(err, &p2p) && ctx.Err() == nil {
 			// Unreachable, or lost mid-session (a node that died): the
 			// applet and the console start over on the next gateway.
 			errs = append(errs, fmt.Errorf("gateway %s: %w", gw.ID, err))

@@ -56,9 +56,10 @@ type simConfig struct {
 	seed        uint64
 	timeout     time.Duration
 	quiet       bool
-	relay       string      // HOST:PORT of the relay; empty: no relay traffic
-	ca          string      // CA file the relay's certificate is checked against
-	relayTLS    *tls.Config // from ca, set when relay is
+	relay       string        // HOST:PORT of the relay; empty: no relay traffic
+	ca          string        // CA file the relay's certificate is checked against
+	relayTLS    *tls.Config   // from ca, set when relay is
+	p2pTimeout  time.Duration // how long the applet waits for a direct TCP connection (simp2p.go)
 }
 
 func runSimulate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -173,6 +174,7 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	fs.BoolVar(&cfg.quiet, "quiet", cfg.quiet, "no progress bar or setup messages on stderr (VIGIL_SIMULATE_QUIET)")
 	cfg.relay, cfg.ca = env("VIGIL_SIMULATE_RELAY"), env("VIGIL_SIMULATE_CA")
 	fs.StringVar(&cfg.relay, "relay", cfg.relay, "HOST:PORT of the relay: each session also pairs an applet and a console through it and pushes data both ways (VIGIL_SIMULATE_RELAY)")
+	fs.DurationVar(&cfg.p2pTimeout, "p2p-timeout", 10*time.Second, "with --relay: how long the applet waits for a direct TCP connection before the UDP rendezvous (the whitepaper's 10 s)")
 	fs.StringVar(&cfg.ca, "ca", cfg.ca, "PEM file of the CA (or self-signed certificate) the relay is trusted by; default: relay-cert.pem in VIGIL_DATA_DIR (VIGIL_SIMULATE_CA)")
 	if err := parseFlags(fs, args); err != nil {
 		return simConfig{}, err
@@ -932,6 +934,13 @@ type (
 		ToTechnician  string `json:"to_technician,omitempty"`
 		RecordingID   string `json:"recording_id,omitempty"`
 		Reason        string `json:"reason,omitempty"`
+		// p2p (simp2p.go)
+		Step      string `json:"step,omitempty"`
+		Port      int    `json:"port,omitempty"`
+		GatewayID string `json:"gateway_id,omitempty"`
+		Outcome   string `json:"outcome,omitempty"`
+		Transport string `json:"transport,omitempty"`
+		ElapsedMS int64  `json:"elapsed_ms,omitempty"`
 	}
 	simCommandResult struct {
 		Events []struct {

@@ -152,6 +152,7 @@ var commandTypes = map[string]func() Command{
 	"start_recording":     func() Command { return &RecordingCmd{} },
 	"stop_recording":      func() Command { return &RecordingCmd{} },
 	"close":               func() Command { return &CloseCmd{} },
+	"p2p":                 func() Command { return &P2PCmd{} },
 }
 
 // CommandTypes returns the command type names, for documentation and tests.

@@ -65,6 +65,7 @@ func TestCommandsOfNonHolders(t *testing.T) {
 		"start_recording":     `{"type":"start_recording"}`,
 		"stop_recording":      `{"type":"stop_recording","recording_id":"` + recording + `"}`,
 		"close":               `{"type":"close"}`,
+		"p2p":                 `{"type":"p2p","step":"established","transport":"tcp","elapsed_ms":120}`,
 	}
 	// Sent by the customer's applet only: every technician is refused for
 	// his role, before the session is even read.

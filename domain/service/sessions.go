@@ -181,6 +181,7 @@ var commandRules = map[string]commandRule{
 	"start_recording":     {technician: techHolder, audited: true},
 	"stop_recording":      {technician: techHolder},
 	"close":               {technician: techCloser, ingest: true},
+	"p2p":                 {technician: techHolder, ingest: true},
 }
 
 // technicianMay applies rule to technician tech for the session sess whose
@@ -395,6 +396,8 @@ func (s *Service) decide(ctx context.Context, sess *domain.Session, tech *domain
 		return sess.Chat(cmd, v.Text, gg)
 	case NoteCmd:
 		return sess.AddNote(cmd, tech, v.Text)
+	case *P2PCmd:
+		return decideP2P(sess, cmd, v)
 	case CustomFieldsCmd:
 		return sess.SetCustomFields(cmd, v.CustomFields)
 	case TransferCmd:
