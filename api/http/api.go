@@ -253,14 +253,33 @@ func (a *api) idempotent(w http.ResponseWriter, r *http.Request, h func(http.Res
 	if rec.status >= 500 {
 		// Nothing is stored for a failure of ours: a retry runs again, and
 		// the ledger's event-id idempotency keeps it from appending twice.
-		if err := store.Release(ctx, k); err != nil {
-			a.log.Warn("release idempotency key", "err", err)
-		}
-	} else if err := store.Complete(ctx, k, rec.status, rec.body.Bytes()); err != nil {
-		a.log.Warn("store idempotent answer", "err", err)
+		a.settleKey(ctx, "release idempotency key", func() error { return store.Release(ctx, k) })
+	} else {
+		body := bytes.Clone(rec.body.Bytes())
+		a.settleKey(ctx, "store idempotent answer", func() error { return store.Complete(ctx, k, rec.status, body) })
 	}
 	w.WriteHeader(rec.status)
 	_, _ = w.Write(rec.body.Bytes())
+}
+
+// settleKey runs fn, which releases or completes a claimed
+// Idempotency-Key. When the database is what just failed (a failover),
+// it keeps trying in the background for a while: a key left claimed would
+// answer every retry 409 "still running" until it expires.
+func (a *api) settleKey(ctx context.Context, what string, fn func() error) {
+	err := fn()
+	if err == nil {
+		return
+	}
+	go func() {
+		for range 120 {
+			time.Sleep(time.Second)
+			if err = fn(); err == nil {
+				return
+			}
+		}
+		a.log.Warn(what, "err", err)
+	}()
 }
 
 // decode reads the body as one strict JSON value into v.

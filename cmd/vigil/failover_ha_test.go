@@ -476,6 +476,7 @@ func TestFailover(t *testing.T) {
 		t.Errorf("the projections differ from a rebuild (%d vs %d bytes)", len(projected), len(rebuilt))
 	}
 
+	t.Logf("retries answered 409 \"still running\": %d", load.conflct.Load())
 	fmt.Printf("failover: acknowledged=%d lost=%d outage_s=%.1f refused=%d\n", len(load.acked), lost, outage.Seconds(), load.refused.Load())
 	fmt.Printf("throughput: single=%.0f cluster=%.0f appends/s (%.0f%%)\n", singleRate, clusterRate, 100*clusterRate/singleRate)
 	if lost > 0 {
