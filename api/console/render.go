@@ -137,6 +137,14 @@ var funcs = template.FuncMap{
 	},
 	"join":      strings.Join,
 	"hasPrefix": strings.HasPrefix,
+	"dict": func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			k, _ := kv[i].(string)
+			m[k] = kv[i+1]
+		}
+		return m
+	},
 	"short": func(s string) string {
 		if len(s) > 12 {
 			return s[:12] + "…"

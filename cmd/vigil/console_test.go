@@ -225,6 +225,26 @@ func run1[T any](p *person, a chromedp.Action[T]) T {
 	return v
 }
 
+// waitFor waits until the expression is true in the page, across the
+// navigations a click may start.
+func (p *person) waitFor(js string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!(` + js + `)`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			loc, _ := chromedp.Run(p.ctx, chromedp.Location())
+			p.t.Fatalf("browser at %s: waiting for %s: %v", loc, js, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (p *person) open(path string) {
 	p.t.Helper()
 	p.do(chromedp.Navigate(p.url + path))
@@ -326,7 +346,7 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 		admin.shot("sessions")
 		admin.do(chromedp.SendKeys(chromedp.CSS("#f-email"), "GRACE@example.com"), chromedp.Submit(chromedp.CSS("#f-email")))
-		run1(admin, chromedp.Poll[bool](`location.search.includes("email=") && document.readyState === "complete"`))
+		admin.waitFor(`location.search.includes("email=")`)
 		if got := admin.text("#total"); got != "1" {
 			t.Fatalf("filtered total %q, want 1", got)
 		}
@@ -456,13 +476,182 @@ func TestConsoleInChromium(t *testing.T) {
 		if nav := aud.text("nav[aria-label=Main]"); strings.Contains(nav, "Admin") || strings.Contains(nav, "DPO") {
 			t.Fatalf("auditor nav: %q", nav)
 		}
+		// No admin page or action is reachable, with or without the token.
+		for _, path := range []string{"/console/admin", "/console/admin/keys", "/console/admin/technicians", "/console/dpo"} {
+			if got := aud.status(path); got != "403" {
+				t.Errorf("auditor GET %s: %s, want 403", path, got)
+			}
+		}
+		aud.open("/console/audit")
+		if got := aud.eval(`(async () => { const body = new URLSearchParams({csrf: document.getElementById("csrf").value, role: "admin"});
+			return String((await fetch("/console/admin/keys", {method: "POST", body})).status) })()`); got != "403" {
+			t.Errorf("auditor creating a key: %s, want 403", got)
+		}
+	})
+
+	t.Run("Admin Center: groups, technicians, keys, webhooks, tenant", func(t *testing.T) {
+		admin.t, w.t = t, t
+		flash := func() string {
+			return admin.eval(`(document.querySelector(".flash") || document.querySelector("main")).textContent.trim()`)
+		}
+		submit := func(sel string) {
+			// Mark the page, so that the wait sees the next one.
+			admin.eval(`window.vigilOld = true; ""`)
+			admin.do(chromedp.Click(chromedp.CSS(sel)))
+			admin.waitFor(`!window.vigilOld && document.querySelector(".flash, .secret, .error")`)
+		}
+		admin.open("/console/admin")
+		admin.shot("admin")
+		// A permission removed in the group form: the same command, and event, as PATCH /v1/groups.
+		admin.open("/console/admin/groups")
+		admin.do(chromedp.Click(chromedp.CSS("#group-" + w.group + " summary")))
+		admin.do(chromedp.Click(chromedp.CSS("#perm-" + w.group + "-reboot")))
+		admin.shot("groups")
+		submit("#group-" + w.group + " button[type=submit]")
+		if !strings.Contains(flash(), "saved") {
+			t.Fatalf("group save: %q", admin.text("main"))
+		}
+		g := w.call("GET", "/v1/groups/"+w.group, w.admin, nil, 200, "")
+		perms, _ := g["permissions"].(map[string]any)
+		if perms["reboot"] != false || perms["remote_control"] != true {
+			t.Fatalf("permissions after the form: %v", perms)
+		}
+
+		// bob locked out by failed logins, unlocked from the page.
+		for i := 0; i < 5; i++ {
+			res, err := http.Post(w.url+"/v1/auth/login", "application/json", strings.NewReader(`{"email":"bob@example.com","password":"wrong"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+		}
+		admin.open("/console/admin/technicians")
+		if got := admin.text(`tr[data-id="` + w.bob + `"]`); !strings.Contains(got, "locked") {
+			t.Fatalf("bob after 6 failures: %q", got)
+		}
+		submit(`tr[data-id="` + w.bob + `"] form[action$="/unlock"] button`)
+		if got := admin.text(`tr[data-id="` + w.bob + `"]`); strings.Contains(got, "locked") {
+			t.Fatalf("bob after unlock: %q", got)
+		}
+		admin.do(chromedp.SendKeys(chromedp.CSS("#t-name"), "Carol Shaw"), chromedp.SendKeys(chromedp.CSS("#t-email"), "carol@example.com"),
+			chromedp.SendKeys(chromedp.CSS("#t-password"), consolePassword))
+		submit("#new-tech-form button")
+		if got := admin.text("#technicians"); !strings.Contains(got, "carol@example.com") {
+			t.Fatalf("carol not listed: %q", got)
+		}
+		admin.shot("technicians")
+		submit(`[aria-label="Disable Carol Shaw"]`)
+		if got := admin.text("#technicians"); !strings.Contains(got, "disabled") {
+			t.Fatalf("carol not disabled: %q", got)
+		}
+
+		// An API key created (shown once) and revoked.
+		admin.open("/console/admin/keys")
+		admin.do(chromedp.SetValue(chromedp.CSS("#k-role"), "integration"), chromedp.SendKeys(chromedp.CSS("#k-desc"), "CRM"))
+		submit("#new-key-form button")
+		key := admin.eval(`document.getElementById("new-key").value`)
+		admin.shot("keys")
+		w.call("GET", "/v1/sessions/"+w.adaSession+"/events", key, nil, 200, "")
+		id := admin.eval(`document.querySelector("#new-key-box code").textContent`)
+		admin.open("/console/admin/keys")
+		if strings.Contains(admin.text("main"), key) {
+			t.Fatal("the key's secret is shown again")
+		}
+		submit(`[aria-label="Revoke key ` + id + `"]`)
+		w.call("GET", "/v1/sessions/"+w.adaSession+"/events", key, nil, 401, "unauthenticated")
+
+		// A webhook subscribed, a delivery logged, a replay.
+		admin.open("/console/admin/webhooks")
+		admin.do(chromedp.SendKeys(chromedp.CSS("#h-url"), "https://hooks.example.com/vigil"), chromedp.SendKeys(chromedp.CSS("#h-types"), "session.created"))
+		submit("#new-hook-form button")
+		if admin.eval(`document.getElementById("new-secret").value`) == "" {
+			t.Fatal("no signing secret shown")
+		}
+		tok, _ := w.call("POST", "/v1/auth/login", "", map[string]any{"email": "ada@example.com", "password": consolePassword}, 200, "")["token"].(string)
+		w.call("POST", "/v1/sessions", tok, map[string]any{"queue": "shared"}, 201, "")
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			admin.open("/console/admin/webhooks")
+			if strings.Contains(admin.text(".deliveries"), "session.created") || time.Now().After(deadline) {
+				break
+			}
+		}
+		if got := admin.text(".deliveries"); !strings.Contains(got, "session.created") {
+			t.Fatalf("delivery log: %q", got)
+		}
+		admin.shot("webhooks")
+		submit(".replay button")
+		if !strings.Contains(flash(), "queued again") {
+			t.Fatalf("replay: %q", admin.text("main"))
+		}
+		admin.open("/console/admin/tenant")
+		if admin.text("#region") == "" {
+			t.Fatal("no region")
+		}
+		admin.shot("tenant")
+	})
+
+	t.Run("DPO desk: export, revocable erasure, erasure end to end with its receipt checked in the browser", func(t *testing.T) {
+		admin.t, w.t = t, t
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"keys", "public"}, w.env, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		vkey := strings.TrimSpace(out.String())
+		admin.open("/console/dpo")
+		admin.shot("dpo")
+		export := admin.eval(`(async () => { const body = new URLSearchParams({csrf: document.querySelector("[name=csrf]").value, subject: "session:` + w.bobSess + `"});
+			return await (await fetch("/console/dpo/export", {method: "POST", body})).text() })()`)
+		if !strings.Contains(export, "Linus Pauling") || !strings.Contains(export, "subject_exported") && !strings.Contains(export, "event_id") {
+			t.Fatalf("export: %.300s", export)
+		}
+		erase := func(delay string) {
+			admin.open("/console/dpo")
+			admin.do(chromedp.SendKeys(chromedp.CSS("#e-subject"), "session:"+w.bobSess), chromedp.SetValue(chromedp.CSS("#e-delay"), delay),
+				chromedp.SendKeys(chromedp.CSS("#e-reason"), "customer request"))
+			admin.eval(`window.vigilOld = true; ""`)
+			admin.do(chromedp.Click(chromedp.CSS("#erase-form button")))
+			admin.waitFor(`!window.vigilOld && document.getElementById("erasure-state")`)
+		}
+		erase("24")
+		if got := admin.text("#erasure-state"); got != "pending" {
+			t.Fatalf("a delayed erasure: %q", got)
+		}
+		admin.eval(`window.vigilOld = true; ""`)
+		admin.do(chromedp.Click(chromedp.CSS("#revoke-form button")))
+		admin.waitFor(`!window.vigilOld && document.getElementById("erasure-state")`)
+		if got := admin.text("#erasure-state"); got != "revoked" {
+			t.Fatalf("a revoked erasure: %q", got)
+		}
+		erase("0")
+		loc := run1(admin, chromedp.Location())
+		for deadline := time.Now().Add(60 * time.Second); admin.text("#erasure-state") != "done" && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			admin.do(chromedp.Navigate(loc))
+		}
+		if got := admin.text("#erasure-state"); got != "done" {
+			t.Fatalf("an erasure at once: %q", got)
+		}
+		admin.do(chromedp.SendKeys(chromedp.CSS("#vkey"), vkey), chromedp.Click(chromedp.CSS("#verify-erasure")))
+		if v := run1(admin, chromedp.Poll[string](`document.getElementById("erasure-verdict").dataset.verdict || ""`)); v != "ok" {
+			t.Fatalf("receipt: %s", admin.text("#erasure-verdict"))
+		}
+		admin.shot("dpo-erasure")
+		admin.eval(`(() => { const a = document.getElementById("receipt-note"); a.value = a.value.replace("scope all", "scope chat"); return "" })()`)
+		admin.do(chromedp.Click(chromedp.CSS("#verify-erasure")))
+		admin.waitFor(`document.getElementById("erasure-verdict").dataset.verdict === "bad"`)
+		admin.open("/console/sessions/" + w.bobSess)
+		if got := admin.text("#customer"); strings.Contains(got, "Linus") {
+			t.Fatalf("an erased customer reads %q", got)
+		}
+		if got := admin.text("#timeline"); strings.Contains(got, "Linus") || !strings.Contains(got, "[erased]") {
+			t.Fatalf("the erased session's timeline: %q", got)
+		}
 	})
 
 	t.Run("technician sees only its own sessions", func(t *testing.T) {
 		bob := b.person(t, base)
 		bob.signInTechnician("bob@example.com")
 		bob.open("/console/sessions")
-		if got := bob.text("#sessions tbody"); !strings.Contains(got, "Linus Pauling") || strings.Contains(got, "Grace") {
+		if got := bob.eval(`document.querySelector("#sessions tbody").innerHTML`); !strings.Contains(got, w.bobSess) || strings.Contains(got, w.adaSession) || strings.Contains(got, "Grace") {
 			t.Fatalf("bob's list: %q", got)
 		}
 		if got := bob.status("/console/sessions/" + w.adaSession); got != "404" {
