@@ -317,6 +317,11 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, cred stri
 		return err
 	}
 	setCookie(w, sessionCookie, base64.RawURLEncoding.EncodeToString(raw), 0)
+	// Sign-ins are rare: each sweeps the sessions that expired, on
+	// whichever node it lands.
+	if _, err := c.opts.Sessions.PurgeConsoleSessions(ctx, now); err != nil {
+		c.log.Warn("console: purge expired sessions", "err", err)
+	}
 	return nil
 }
 

@@ -229,6 +229,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"dpo/export", c.page("dpo.export", adminOnly, c.dpoExport))
 	m.HandleFunc("POST "+Prefix+"dpo/erasures", c.page("dpo.erase", adminOnly, c.dpoErase))
 	m.HandleFunc("POST "+Prefix+"dpo/erasures/{id}/revoke", c.page("dpo.revoke", adminOnly, c.dpoRevoke))
+	m.HandleFunc("GET "+Prefix+"charts", c.page("charts", readers, c.charts))
 	m.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, &domain.Error{Code: domain.CodeNotFound, Message: "no such page"})
 	})

@@ -401,6 +401,18 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("performance: %q", got)
 		}
 		admin.shot("performance")
+		admin.open("/console/charts")
+		if n := admin.eval(`String(document.querySelectorAll("figure.chart svg rect").length)`); n == "0" {
+			t.Fatal("no bar in the charts")
+		}
+		if got := admin.eval(`document.querySelector("#consents table").textContent`); !strings.Contains(got, "granted") {
+			t.Fatalf("consents chart table: %q", got)
+		}
+		// Two consents granted per session today: the chart's numbers say so.
+		if got := admin.eval(`document.querySelector("#consents tbody tr:last-child").textContent`); !strings.Contains(got, "4") {
+			t.Fatalf("today's consents: %q", got)
+		}
+		admin.shot("charts")
 	})
 
 	t.Run("auditor: proof and signature verified in the browser, tampering refused, consistency, export", func(t *testing.T) {
