@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzStreamNames -fuzztime=$(FUZZTIME) ./adapters/eventstoredb/
 	$(GO) test -run=^$$ -fuzz=FuzzVerifyBundle -fuzztime=$(FUZZTIME) ./compliance/
 	$(GO) test -run=^$$ -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./projections/
+	$(GO) test -run=^$$ -fuzz=FuzzValidate -fuzztime=$(FUZZTIME) ./sso/
 
 ## bench: the benchmarks of docs/performance.md
 bench:

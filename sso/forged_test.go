@@ -388,3 +388,70 @@ func TestIdPCertificateRotation(t *testing.T) {
 		t.Fatalf("%d configuration events, want 3", n)
 	}
 }
+
+// TestIdPInitiated: an unsolicited response (no InResponseTo, no request
+// cookie) passes only when the tenant allows IdP-initiated logins.
+func TestIdPInitiated(t *testing.T) {
+	w := newWorld(t)
+	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
+	unsolicited := func() answer {
+		c := w.claims(idp, "alice@example.test", "")
+		return w.postACS(t, encode(t, c.response(nil, sign(t, c.assertion(), idp.key, idp.cert, crypto.SHA256))), "")
+	}
+	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata()}); r.status != http.StatusOK {
+		t.Fatalf("configure: %d %s", r.status, r.raw)
+	}
+	if r := unsolicited(); r.status != http.StatusUnauthorized {
+		t.Fatalf("IdP-initiated while not allowed: %d %s", r.status, r.raw)
+	}
+	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata(), "allow_idp_initiated": true}); r.status != http.StatusOK {
+		t.Fatalf("allow IdP-initiated: %d %s", r.status, r.raw)
+	}
+	r := unsolicited()
+	if r.status != http.StatusOK || r.str("technician_id") != w.alice {
+		t.Fatalf("IdP-initiated when allowed: %d %s", r.status, r.raw)
+	}
+	if s := w.events("technician-"+w.alice, "technician.sso_login_succeeded"); len(s) != 1 || !strings.Contains(string(s[0].Data), `"idp_initiated":true`) {
+		t.Fatalf("sso_login_succeeded: %+v", s)
+	}
+}
+
+// TestConfigurationIsChecked: only an admin configures SSO, with metadata
+// of an IdP that has a signing certificate and a redirect endpoint; a
+// tenant without SSO has no SP endpoints.
+func TestConfigurationIsChecked(t *testing.T) {
+	w := newWorld(t)
+	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
+	resp, err := http.Get(w.srv.URL + sso.MetadataPath(w.tenant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("SP metadata without SSO: %d", resp.StatusCode)
+	}
+	tok := w.do("POST", "/v1/auth/login", "", map[string]any{"email": "alice@example.test", "password": testPassword}).str("token")
+	for _, tc := range []struct {
+		name   string
+		bearer string
+		body   map[string]any
+		status int
+	}{
+		{"a technician", tok, map[string]any{"metadata_xml": idp.metadata()}, http.StatusForbidden},
+		{"no metadata", w.admin, map[string]any{}, http.StatusBadRequest},
+		{"both forms", w.admin, map[string]any{"metadata_xml": idp.metadata(), "metadata_url": "https://idp.forged.test/md"}, http.StatusBadRequest},
+		{"not metadata", w.admin, map[string]any{"metadata_xml": "<html/>"}, http.StatusBadRequest},
+		{"no certificate", w.admin, map[string]any{"metadata_xml": strings.Replace(idp.metadata(), `use="signing"`, `use="encryption"`, 1)}, http.StatusBadRequest},
+		{"unknown JIT group", w.admin, map[string]any{"metadata_xml": idp.metadata(), "jit_group_id": "g-none"}, http.StatusNotFound},
+		{"a control character", w.admin, map[string]any{"metadata_xml": idp.metadata() + "\r"}, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := w.do("POST", "/v1/sso/saml", tc.bearer, tc.body); r.status != tc.status {
+				t.Fatalf("%d %s, want %d", r.status, r.raw, tc.status)
+			}
+		})
+	}
+	if n := len(w.events(domain.TenantStream(w.tenant), "tenant.sso_configured")); n != 0 {
+		t.Fatalf("%d configurations recorded from refused requests", n)
+	}
+}
