@@ -204,6 +204,7 @@ func (c *Console) groupSave(w http.ResponseWriter, r *http.Request, rc *reqctx) 
 type techRow struct {
 	ID, Name, Email, GroupID string
 	Locked, Disabled, TOTP   bool
+	SSODisabled              bool
 	MustChangePassword       bool
 }
 
@@ -230,7 +231,7 @@ func (c *Console) technicians(w http.ResponseWriter, r *http.Request, rc *reqctx
 		if err := t.Load(evs); err != nil {
 			return err
 		}
-		row := techRow{ID: id, GroupID: t.GroupID(), Locked: t.Locked(now), Disabled: t.Disabled(), TOTP: t.TwoFactorEnrolled(), MustChangePassword: t.MustChangePassword()}
+		row := techRow{ID: id, GroupID: t.GroupID(), Locked: t.Locked(now), Disabled: t.Disabled(), TOTP: t.TwoFactorEnrolled(), MustChangePassword: t.MustChangePassword(), SSODisabled: t.SSODisabled()}
 		for _, e := range evs {
 			if e.Type != "technician.created" {
 				continue
@@ -278,6 +279,10 @@ func (c *Console) technicianChange(w http.ResponseWriter, r *http.Request, rc *r
 		_, err = c.opts.Service.UnlockTechnician(r.Context(), rc.p, id, [16]byte{})
 	case "disable":
 		_, err = c.opts.Service.DisableTechnician(r.Context(), rc.p, id, strings.TrimSpace(r.PostFormValue("reason")), [16]byte{})
+	case "disable-sso":
+		_, err = c.opts.Service.DisableSSO(r.Context(), rc.p, id, strings.TrimSpace(r.PostFormValue("reason")), [16]byte{})
+	case "enable-sso":
+		_, err = c.opts.Service.EnableSSO(r.Context(), rc.p, id, strings.TrimSpace(r.PostFormValue("reason")), [16]byte{})
 	default:
 		return domain.Errorf(domain.CodeNotFound, "no such action")
 	}

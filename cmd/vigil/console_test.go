@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -381,6 +382,9 @@ func TestConsoleInChromium(t *testing.T) {
 		if played < 0.9 {
 			t.Fatalf("recording duration %v", played)
 		}
+		if got := admin.text("#transport"); got == "" {
+			t.Error("no transport line")
+		}
 		admin.shot("session")
 		// Each view is audited on the session's stream.
 		tl := w.call("GET", "/v1/sessions/"+w.adaSession+"/events", w.admin, nil, 200, "")
@@ -552,6 +556,10 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("carol not listed: %q", got)
 		}
 		admin.shot("technicians")
+		submit(`[aria-label="Disable SSO for Carol Shaw"]`)
+		if got := admin.text("#technicians"); !strings.Contains(got, "SSO disabled") {
+			t.Fatalf("carol's SSO not disabled: %q", got)
+		}
 		submit(`[aria-label="Disable Carol Shaw"]`)
 		if got := admin.text("#technicians"); !strings.Contains(got, "disabled") {
 			t.Fatalf("carol not disabled: %q", got)
@@ -676,6 +684,39 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("technician opening the logins: %s, want 403", got)
 		}
 		bob.shot("technician-sessions")
+	})
+
+	t.Run("SSO: the button goes to the tenant's SAML login, the hand-off signs the technician in", func(t *testing.T) {
+		w.t = t
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err := client.Get(w.url + "/console/sso/start?tenant=" + w.tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if loc := res.Header.Get("Location"); loc != "/v1/sso/saml/"+w.tenant+"/login?return_to=%2Fconsole%2Fsso" {
+			t.Fatalf("SSO start: %d %q", res.StatusCode, loc)
+		}
+		// What the ACS answers after a good assertion: the token in the
+		// fragment (docs/sso.md). The token here is a password login's,
+		// the same kind of token.
+		tok, _ := w.call("POST", "/v1/auth/login", "", map[string]any{"email": "ada@example.com", "password": consolePassword}, 200, "")["token"].(string)
+		ada := b.person(t, base)
+		ada.open("/console/sso#token=" + url.QueryEscape(tok) + "&scope=full&tenant=" + w.tenant)
+		ada.waitFor(`document.querySelector("nav[aria-label=Main]")`)
+		if got := ada.text(".who"); !strings.Contains(got, w.ada) {
+			t.Fatalf("signed in as %q", got)
+		}
+		if got := ada.eval(`document.querySelector("#sessions tbody").innerHTML`); !strings.Contains(got, w.adaSession) {
+			t.Fatal("ada's sessions are not listed after SSO")
+		}
+		// A refusal comes back in the fragment too, and is shown.
+		ada2 := b.person(t, base)
+		ada2.open("/console/sso#error=disabled&message=" + url.QueryEscape("SSO is disabled for this technician"))
+		ada2.waitFor(`document.getElementById("login-error")`)
+		if got := ada2.text("#login-error"); !strings.Contains(got, "SSO is disabled") {
+			t.Fatalf("refusal: %q", got)
+		}
 	})
 
 	t.Run("keyboard: skip link and tab order reach the filter", func(t *testing.T) {
