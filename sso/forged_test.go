@@ -18,6 +18,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/sso"
 )
 
@@ -453,5 +454,29 @@ func TestConfigurationIsChecked(t *testing.T) {
 	}
 	if n := len(w.events(domain.TenantStream(w.tenant), "tenant.sso_configured")); n != 0 {
 		t.Fatalf("%d configurations recorded from refused requests", n)
+	}
+}
+
+// TestACSRateLimited: refusals count against the client address like failed
+// password logins, so that garbage posted to the ACS cannot grow the log
+// without bound: past the budget, 429 before the response is read.
+func TestACSRateLimited(t *testing.T) {
+	w := newWorld(t)
+	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
+	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata()}); r.status != http.StatusOK {
+		t.Fatalf("configure: %d %s", r.status, r.raw)
+	}
+	garbage := base64.StdEncoding.EncodeToString([]byte("<not-saml/>"))
+	for i := 0; i < service.DefaultLoginFailuresPerAddress; i++ {
+		if r := w.postACS(t, garbage, ""); r.status != http.StatusUnauthorized {
+			t.Fatalf("refusal %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	r := w.postACS(t, garbage, "")
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("past the budget: %d %s", r.status, r.raw)
+	}
+	if n := len(w.events(domain.TenantStream(w.tenant), "technician.sso_login_failed")); n != service.DefaultLoginFailuresPerAddress {
+		t.Fatalf("%d refusals recorded, want %d", n, service.DefaultLoginFailuresPerAddress)
 	}
 }

@@ -249,6 +249,12 @@ func (a *ssoAPI) ssoACS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	done, err := a.svc.ReserveSSOAttempt(r.Context(), a.clientIP(r))
+	if err != nil {
+		return err
+	}
+	failed := true
+	defer func() { done(failed) }()
 	if err := r.ParseForm(); err != nil {
 		return domain.Errorf(domain.CodeInvalid, "the SAML response form does not parse")
 	}
@@ -275,6 +281,7 @@ func (a *ssoAPI) ssoACS(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := a.svc.SSOLogin(r.Context(), service.SSOLoginRequest{Tenant: tenant, SSOID: login.SSOID, AssertionID: login.AssertionID,
 		ExpiresAt: login.ExpiresAt, IdPInitiated: login.IdPInitiated, IP: a.clientIP(r)})
+	failed = err != nil
 	return a.ssoAnswer(w, r, relay, res, err)
 }
 

@@ -250,15 +250,16 @@ func (s *Service) provision(ctx context.Context, tenant, groupID, email string) 
 	if err != nil {
 		return nil, fmt.Errorf("just-in-time group: %w", err)
 	}
-	raw := make([]byte, 32)
+	// A random password nobody knows, long enough for any policy (at most
+	// 256 characters) and holding every class a policy may require.
+	raw := make([]byte, 192)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
+	password := ("Sso-9" + base64.RawURLEncoding.EncodeToString(raw))[:256]
 	name, _, _ := strings.Cut(email, "@")
-	// The admin's principal is not at hand: the SSO service provisions.
 	p := Principal{Tenant: tenant, Role: RoleAdmin, CredentialID: "sso"}
-	v, err := s.createTechnician(ctx, p, NewTechnician{Email: email, Name: name, GroupID: g.ID(),
-		Password: "Sso-" + base64.RawURLEncoding.EncodeToString(raw)}, [16]byte{}, ssoActor)
+	v, err := s.createTechnician(ctx, p, NewTechnician{Email: email, Name: name, GroupID: g.ID(), Password: password}, [16]byte{}, ssoActor)
 	if errors.Is(err, domain.ErrConflict) {
 		// Provisioned by a concurrent login.
 		return s.ssoCredential(ctx, tenant, email)
@@ -436,6 +437,25 @@ func (s *Service) changePassword(ctx context.Context, p Principal, c PasswordCha
 		return s.commit(ctx, tech, events, nil)
 	})
 	return err
+}
+
+// ReserveSSOAttempt counts an attempt to log in through SSO from ip
+// against the address's budget of failed logins (the one password logins
+// use), before the response is looked at: every refusal is appended to the
+// log, so an address that posts garbage is cut off as a password guesser
+// is. The caller reports the outcome with done(failed); a success gives the
+// slot back. It returns rate_limited (a *RateLimitedError) once the budget
+// is spent.
+func (s *Service) ReserveSSOAttempt(ctx context.Context, ip netip.Addr) (done func(failed bool), err error) {
+	slot, err := s.reserveAddress(ctx, ip)
+	if err != nil {
+		return nil, err
+	}
+	return func(failed bool) {
+		if !failed {
+			s.forgive(ctx, slot)
+		}
+	}, nil
 }
 
 // purgeAssertions forgets replay-cache entries of assertions that could no
