@@ -7,19 +7,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/vigilhq/vigil/api/console"
+	"github.com/vigilhq/vigil/api/console/sessionstore"
 	"github.com/vigilhq/vigil/domain/service"
 )
 
-// The web console's sessions live in the table of migration 00019; the
-// Admin Center's lists read the identity tables and the log's stream names.
+// The web console's sessions (api/console) live in the table of migration
+// 00019; the Admin Center's lists read the identity tables and the log's
+// stream names.
 var (
-	_ console.SessionStore = (*Store)(nil)
-	_ console.Directory    = (*Store)(nil)
+	_ sessionstore.Store     = (*Store)(nil)
+	_ sessionstore.Directory = (*Store)(nil)
 )
 
-// CreateConsoleSession implements console.SessionStore.
-func (s *Store) CreateConsoleSession(ctx context.Context, cs console.Session) error {
+// CreateConsoleSession implements sessionstore.Store.
+func (s *Store) CreateConsoleSession(ctx context.Context, cs sessionstore.Session) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO console_sessions (id_hash, tenant, role, technician_id, credential, created_at, last_seen_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		cs.IDHash, cs.Tenant, cs.Role, cs.TechnicianID, cs.Credential, cs.CreatedAt, cs.LastSeenAt, cs.ExpiresAt)
@@ -29,9 +30,9 @@ func (s *Store) CreateConsoleSession(ctx context.Context, cs console.Session) er
 	return nil
 }
 
-// ConsoleSession implements console.SessionStore.
-func (s *Store) ConsoleSession(ctx context.Context, idHash []byte) (console.Session, error) {
-	var cs console.Session
+// ConsoleSession implements sessionstore.Store.
+func (s *Store) ConsoleSession(ctx context.Context, idHash []byte) (sessionstore.Session, error) {
+	var cs sessionstore.Session
 	err := s.pool.QueryRow(ctx, `SELECT id_hash, tenant, role, technician_id, credential, created_at, last_seen_at, expires_at
 		FROM console_sessions WHERE id_hash = $1`, idHash).Scan(
 		&cs.IDHash, &cs.Tenant, &cs.Role, &cs.TechnicianID, &cs.Credential, &cs.CreatedAt, &cs.LastSeenAt, &cs.ExpiresAt)
@@ -42,7 +43,7 @@ func (s *Store) ConsoleSession(ctx context.Context, idHash []byte) (console.Sess
 	return cs, nil
 }
 
-// TouchConsoleSession implements console.SessionStore.
+// TouchConsoleSession implements sessionstore.Store.
 func (s *Store) TouchConsoleSession(ctx context.Context, idHash []byte, lastSeen, expiresAt time.Time) error {
 	_, err := s.pool.Exec(ctx, `UPDATE console_sessions SET last_seen_at = $2, expires_at = $3 WHERE id_hash = $1`, idHash, lastSeen, expiresAt)
 	if err != nil {
@@ -51,7 +52,7 @@ func (s *Store) TouchConsoleSession(ctx context.Context, idHash []byte, lastSeen
 	return nil
 }
 
-// DeleteConsoleSession implements console.SessionStore.
+// DeleteConsoleSession implements sessionstore.Store.
 func (s *Store) DeleteConsoleSession(ctx context.Context, idHash []byte) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE id_hash = $1`, idHash); err != nil {
 		return fmt.Errorf("delete console session: %w", translate(err))
@@ -59,7 +60,7 @@ func (s *Store) DeleteConsoleSession(ctx context.Context, idHash []byte) error {
 	return nil
 }
 
-// PurgeConsoleSessions implements console.SessionStore.
+// PurgeConsoleSessions implements sessionstore.Store.
 func (s *Store) PurgeConsoleSessions(ctx context.Context, before time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < $1`, before)
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Store) PurgeConsoleSessions(ctx context.Context, before time.Time) (int
 	return tag.RowsAffected(), nil
 }
 
-// APIKeys implements console.Directory: the tenant's keys, newest first,
+// APIKeys implements sessionstore.Directory: the tenant's keys, newest first,
 // revoked ones included.
 func (s *Store) APIKeys(ctx context.Context, tenant string) ([]service.APIKey, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE tenant = $1 ORDER BY created_at DESC, id`, tenant)
@@ -88,7 +89,7 @@ func (s *Store) APIKeys(ctx context.Context, tenant string) ([]service.APIKey, e
 	return keys, nil
 }
 
-// TechnicianIDs implements console.Directory.
+// TechnicianIDs implements sessionstore.Directory.
 func (s *Store) TechnicianIDs(ctx context.Context, tenant string) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT technician_id FROM technician_credentials WHERE tenant = $1 ORDER BY technician_id`, tenant)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -98,7 +99,7 @@ func (s *Store) TechnicianIDs(ctx context.Context, tenant string) ([]string, err
 	return ids, nil
 }
 
-// GroupIDs implements console.Directory: the groups whose stream the log
+// GroupIDs implements sessionstore.Directory: the groups whose stream the log
 // holds, read as a range of the (tenant, stream, version) index.
 func (s *Store) GroupIDs(ctx context.Context, tenant string) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT stream FROM events WHERE tenant = $1 AND stream >= 'group-' AND stream < 'group.' AND version = 1`, tenant)

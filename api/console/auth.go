@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 )
@@ -349,28 +350,5 @@ func remoteIP(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
-// statusOf maps a domain error code to the page's HTTP status.
-func statusOf(err error) int {
-	switch domain.ErrorCode(err) {
-	case domain.CodeInvalid, domain.CodeWeakPassword:
-		return http.StatusBadRequest
-	case domain.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case domain.CodeForbidden, domain.CodePermissionDenied, domain.CodeIPNotAllowed, domain.CodeDisabled,
-		domain.CodePasswordChange, domain.CodeSecondFactor:
-		return http.StatusForbidden
-	case domain.CodeNotFound:
-		return http.StatusNotFound
-	case domain.CodeConflict, domain.CodeConsentRequired, domain.CodeSessionClosed:
-		return http.StatusConflict
-	case domain.CodeSubjectErased:
-		return http.StatusGone
-	case domain.CodeLockedOut:
-		return http.StatusLocked
-	case domain.CodeRateLimited:
-		return http.StatusTooManyRequests
-	case domain.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is the page's HTTP status for err: the API's for its code.
+func statusOf(err error) int { return httpapi.StatusOf(domain.ErrorCode(err)) }

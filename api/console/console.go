@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigilhq/vigil/api/console/sessionstore"
 	gql "github.com/vigilhq/vigil/api/graphql"
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain"
@@ -54,40 +55,14 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // Session is a console sign-in as the SessionStore keeps it.
-type Session struct {
-	// IDHash is SHA-256 of the cookie's identifying half.
-	IDHash       []byte
-	Tenant       string
-	Role         string
-	TechnicianID string
-	// Credential is the bearer credential sealed under a key derived from
-	// the cookie: useless without it.
-	Credential []byte
-	CreatedAt  time.Time
-	LastSeenAt time.Time
-	ExpiresAt  time.Time
-}
+type Session = sessionstore.Session
 
 // SessionStore keeps console sessions where every node reads them.
-// ConsoleSession returns domain.ErrNotFound for an unknown id hash.
-// Implementations are safe for concurrent use.
-type SessionStore interface {
-	CreateConsoleSession(ctx context.Context, s Session) error
-	ConsoleSession(ctx context.Context, idHash []byte) (Session, error)
-	TouchConsoleSession(ctx context.Context, idHash []byte, lastSeen, expiresAt time.Time) error
-	DeleteConsoleSession(ctx context.Context, idHash []byte) error
-	// PurgeConsoleSessions deletes the sessions that expired before t.
-	PurgeConsoleSessions(ctx context.Context, before time.Time) (int64, error)
-}
+type SessionStore = sessionstore.Store
 
-// Directory lists what the Admin Center shows and the service does not
-// list: a tenant's API keys (never their secrets), technician ids and
-// group ids. Implementations are safe for concurrent use.
-type Directory interface {
-	APIKeys(ctx context.Context, tenant string) ([]service.APIKey, error)
-	TechnicianIDs(ctx context.Context, tenant string) ([]string, error)
-	GroupIDs(ctx context.Context, tenant string) ([]string, error)
-}
+// Directory lists a tenant's API keys, technician ids and group ids for
+// the Admin Center.
+type Directory = sessionstore.Directory
 
 // EventLog reads a stream's events opened (personal fields readable);
 // *ledger.Ledger satisfies it.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gql "github.com/vigilhq/vigil/api/graphql"
+	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 )
@@ -387,7 +388,7 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, rc *reqctx) 
 	if c.opts.Recordings == nil {
 		return domain.Errorf(domain.CodeNotFound, "recordings are not configured")
 	}
-	first, last, err := parseRange(r.Header.Get("Range"))
+	first, last, err := httpapi.ParseRange(r.Header.Get("Range"))
 	if err != nil {
 		return err
 	}
@@ -419,38 +420,4 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, rc *reqctx) 
 		panic(http.ErrAbortHandler)
 	}
 	return nil
-}
-
-// parseRange reads a single "bytes=" range; (0, -1) when there is none,
-// (-1, n) for the last n bytes.
-func parseRange(h string) (first, last int64, err error) {
-	if h == "" {
-		return 0, -1, nil
-	}
-	bad := fmt.Errorf("%w: malformed range", service.ErrRangeNotSatisfiable)
-	spec, ok := strings.CutPrefix(h, "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return 0, 0, bad
-	}
-	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
-	if !ok {
-		return 0, 0, bad
-	}
-	if a == "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, 0, bad
-		}
-		return -1, n, nil
-	}
-	if first, err = strconv.ParseInt(a, 10, 64); err != nil || first < 0 {
-		return 0, 0, bad
-	}
-	last = -1
-	if b != "" {
-		if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
-			return 0, 0, bad
-		}
-	}
-	return first, last, nil
 }

@@ -233,7 +233,7 @@ func (p *person) waitFor(js string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!(` + js + `)`))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!(`+js+`)`))
 		cancel()
 		if err == nil && ok {
 			return
@@ -310,6 +310,7 @@ func TestConsoleInChromium(t *testing.T) {
 	base := strings.Replace(w.url, "127.0.0.1", "localhost", 1)
 	admin := b.person(t, base)
 	t.Run("sign-in page: labelled controls, CSP, cookie", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions")
 		if loc := run1(admin, chromedp.Location()); !strings.Contains(loc, "/console/login") {
@@ -339,6 +340,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("sessions: list, filter by customer e-mail, CSV", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions")
 		admin.do(chromedp.WaitVisible(chromedp.CSS("#sessions")))
@@ -361,6 +363,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("session page: timeline, chat, consents, files, recording plays", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions/" + w.adaSession)
 		admin.do(chromedp.WaitVisible(chromedp.CSS("#timeline")))
@@ -394,6 +397,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("logins and performance", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/logins?outcome=failed")
 		if got := admin.text("#logins tbody"); !strings.Contains(got, w.bob) || !strings.Contains(got, "failed") {
@@ -420,6 +424,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("auditor: proof and signature verified in the browser, tampering refused, consistency, export", func(t *testing.T) {
+		w.t = t
 		var out bytes.Buffer
 		if err := run(context.Background(), []string{"keys", "public"}, w.env, &out, io.Discard); err != nil {
 			t.Fatal(err)
@@ -668,6 +673,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("technician sees only its own sessions", func(t *testing.T) {
+		w.t = t
 		bob := b.person(t, base)
 		bob.signInTechnician("bob@example.com")
 		bob.open("/console/sessions")
@@ -720,6 +726,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("keyboard: skip link and tab order reach the filter", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions")
 		admin.do(chromedp.KeyEvent("\t"))
@@ -737,6 +744,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("CSRF: a POST without the token is refused", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions")
 		if got := admin.eval(`(async () => String((await fetch("/console/logout", {method: "POST", redirect: "manual"})).status))()`); got != "403" {
@@ -749,6 +757,7 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 
 	t.Run("sign out ends the session on the server", func(t *testing.T) {
+		w.t = t
 		admin.t = t
 		admin.open("/console/sessions")
 		admin.do(chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.CSS("#api_key")))
