@@ -272,8 +272,8 @@ func (a *api) settleKey(ctx context.Context, what string, fn func() error) {
 		return
 	}
 	go func() {
-		for range 120 {
-			time.Sleep(time.Second)
+		for range 480 { // two minutes
+			time.Sleep(250 * time.Millisecond)
 			if err = fn(); err == nil {
 				return
 			}
