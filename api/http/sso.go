@@ -229,8 +229,9 @@ func (a *ssoAPI) ssoLogin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secure := a.baseURL(r).Scheme == "https"
-	c := &http.Cookie{Name: ssoRequestCookie, Value: id, Path: sso.ACSPath(tenant), MaxAge: 600, HttpOnly: true, Secure: secure,
+	base := a.baseURL(r)
+	secure := base.Scheme == "https"
+	c := &http.Cookie{Name: ssoRequestCookie, Value: id, Path: cookiePath(base, tenant), MaxAge: 600, HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteLaxMode}
 	if secure {
 		// The IdP posts back from its own site: only SameSite=None lets
@@ -241,6 +242,11 @@ func (a *ssoAPI) ssoLogin(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, to.String(), http.StatusFound)
 	return nil
+}
+
+// cookiePath is the ACS path under the public URL's own path prefix.
+func cookiePath(base url.URL, tenant string) string {
+	return strings.TrimSuffix(base.Path, "/") + sso.ACSPath(tenant)
 }
 
 // ssoACS is the assertion consumer service (HTTP-POST binding).
@@ -266,7 +272,7 @@ func (a *ssoAPI) ssoACS(w http.ResponseWriter, r *http.Request) error {
 	if c, err := r.Cookie(ssoRequestCookie); err == nil {
 		requestID = c.Value
 	}
-	http.SetCookie(w, &http.Cookie{Name: ssoRequestCookie, Value: "", Path: sso.ACSPath(tenant), MaxAge: -1, HttpOnly: true})
+	http.SetCookie(w, &http.Cookie{Name: ssoRequestCookie, Value: "", Path: cookiePath(a.baseURL(r), tenant), MaxAge: -1, HttpOnly: true})
 	current, _ := url.Parse(sp.ACSURL())
 	login, err := sp.Validate(r.PostForm.Get("SAMLResponse"), requestID, *current)
 	if err != nil {

@@ -127,8 +127,9 @@ type LoginResult struct {
 // unauthenticated for a wrong e-mail, password or TOTP code (a code is
 // accepted once: a replay is a wrong code); locked_out; rate_limited
 // (a *RateLimitedError) once the client address failed too often, before
-// anything is checked; ip_not_allowed and disabled, only with the right
-// password (with a wrong one they are a wrong password); password_change_required
+// anything is checked; ip_not_allowed, disabled and forbidden (a member of
+// an sso_only group), only with the right password (with a wrong one they
+// are a wrong password); password_change_required
 // when a change is due and no new password was given; weak_password for a
 // new password the policy refuses; invalid when the e-mail exists in
 // several tenants and none was named.
