@@ -405,6 +405,44 @@ func TestSimpleSAMLphpLogin(t *testing.T) {
 			t.Fatalf("provisioned technician: %+v", c)
 		}
 	})
+
+	t.Run("IdP-initiated, SSO id from an attribute", func(t *testing.T) {
+		// The IdP's own link to the application: no AuthnRequest, no
+		// request cookie; accepted once the tenant allows it. The SSO id is
+		// read from the "email" attribute instead of the NameID.
+		launch := idp + "saml2/idp/SSOService.php?spentityid=" + url.QueryEscape(w.public+sso.MetadataPath(w.tenant)) +
+			"&RelayState=" + url.QueryEscape("/console/")
+		b := newBrowser(t)
+		if h := b.post(b.loginAtIdP(launch, "bob", "bob-pass")); h.values.Get("error") != "unauthenticated" {
+			t.Fatalf("IdP-initiated while not allowed: %v", h.values)
+		}
+		configure := func(attr string) {
+			t.Helper()
+			r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_url": idp + "saml2/idp/metadata.php",
+				"allow_idp_initiated": true, "id_attribute": attr})
+			if r.status != http.StatusOK {
+				t.Fatalf("allow IdP-initiated: %d %s", r.status, r.raw)
+			}
+		}
+		// "uid" holds "bob", nobody's e-mail address: the attribute, not
+		// the NameID, is what is looked up.
+		configure("uid")
+		b = newBrowser(t)
+		if h := b.post(b.loginAtIdP(launch, "bob", "bob-pass")); h.values.Get("error") != "unauthenticated" {
+			t.Fatalf("SSO id from uid: %v", h.values)
+		}
+		assertTenantFailure(t, w, domain.SSOUnknownUser)
+		configure("email")
+		b = newBrowser(t)
+		h := b.post(b.loginAtIdP(launch, "bob", "bob-pass"))
+		if h.values.Get("technician_id") != w.bob || h.values.Get("token") == "" {
+			t.Fatalf("IdP-initiated login: %v", h.values)
+		}
+		s := w.events("technician-"+w.bob, "technician.sso_login_succeeded")
+		if !strings.Contains(string(s[len(s)-1].Data), `"idp_initiated":true`) {
+			t.Fatalf("not recorded as IdP-initiated: %s", s[len(s)-1].Data)
+		}
+	})
 }
 
 func mustURL(s string) *url.URL {
