@@ -427,6 +427,31 @@ func (l *Ledger) ReadSealed(ctx context.Context, tenant, stream string, after in
 	return evs, nil
 }
 
+// ReadSealedMany is ReadSealed for several streams of tenant at once, in
+// one query when the store can (StreamsReader): the events of each
+// streams[i] with version above after[i], sealed, by stream.
+func (l *Ledger) ReadSealedMany(ctx context.Context, tenant string, streams []string, after []int64) (map[string][]domain.Event, error) {
+	out := make(map[string][]domain.Event, len(streams))
+	if r, ok := l.store.(StreamsReader); ok {
+		evs, err := r.ReadStreams(ctx, tenant, streams, after)
+		if err != nil {
+			return nil, fmt.Errorf("read %d streams: %w", len(streams), err)
+		}
+		for _, e := range evs {
+			out[e.Stream] = append(out[e.Stream], e)
+		}
+		return out, nil
+	}
+	for i, stream := range streams {
+		evs, err := l.ReadSealed(ctx, tenant, stream, after[i])
+		if err != nil {
+			return nil, err
+		}
+		out[stream] = evs
+	}
+	return out, nil
+}
+
 // Load implements the domain's event store port: the stream's events,
 // opened.
 func (l *Ledger) Load(ctx context.Context, tenant, stream string) ([]domain.Event, error) {

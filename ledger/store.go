@@ -106,6 +106,14 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// StreamsReader is implemented by a Store that reads the new events of
+// several streams of a tenant in one query. ReadStreams returns the events
+// of each streams[i] with version above after[i], sealed, each stream's in
+// version order.
+type StreamsReader interface {
+	ReadStreams(ctx context.Context, tenant string, streams []string, after []int64) ([]domain.Event, error)
+}
+
 // HashReader adapts a store's tenant log to tlog.HashReader, for proofs.
 type HashReader struct {
 	Ctx    context.Context

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 
@@ -75,17 +76,107 @@ func (c *streamCache) evict() {
 	}
 }
 
+// manyReader reads the new events of several streams in one query
+// (ledger.Ledger does).
+type manyReader interface {
+	ReadSealedMany(ctx context.Context, tenant string, streams []string, after []int64) (map[string][]domain.Event, error)
+}
+
+// tail is what a request's prefetch read of one stream returned: every
+// event with version above after, as of the read.
+type tail struct {
+	after  int64
+	events []domain.Event
+}
+
+type tailsKey struct{}
+
+// prefetch reads, in one query, the events stored since the cached state
+// of the session stream and, for a technician, of the technician's stream
+// and his group's (as his cached snapshot names it), and returns ctx
+// carrying them for this request only: events, technician and group then
+// use them instead of one catch-up read each. Coherence is unchanged: the
+// read is made by this request, before its decisions, as the separate
+// reads were (a change committed on another node before the request is
+// seen). Without a manyReader log it returns ctx as is.
+func (s *Service) prefetch(ctx context.Context, tenant, sessionStream, technicianID string) context.Context {
+	r, ok := s.log.(manyReader)
+	if !ok {
+		return ctx
+	}
+	keys, streams, after := []string{}, []string{}, []int64{}
+	add := func(key, stream string, version int64) {
+		keys, streams, after = append(keys, key), append(streams, stream), append(after, version)
+	}
+	sk := tenant + "\x00" + sessionStream
+	e := s.cache.entry(sk)
+	e.mu.Lock()
+	var v int64
+	if n := len(e.events); n > 0 {
+		v = e.events[n-1].Version
+	}
+	e.mu.Unlock()
+	add(sk, sessionStream, v)
+	if technicianID != "" {
+		t := domain.NewTechnician(tenant, technicianID)
+		tk := tenant + "\x00" + t.Stream()
+		e := s.cache.entry(tk)
+		e.mu.Lock()
+		if e.tech != nil {
+			t = e.tech
+		}
+		groupID := t.GroupID()
+		add(tk, t.Stream(), t.Version())
+		e.mu.Unlock()
+		if groupID != "" {
+			g := domain.NewGroup(tenant, groupID)
+			gk := tenant + "\x00" + g.Stream() + "\x00snapshot"
+			e := s.cache.entry(gk)
+			e.mu.Lock()
+			if e.group != nil {
+				g = e.group
+			}
+			add(gk, g.Stream(), g.Version())
+			e.mu.Unlock()
+		}
+	}
+	got, err := r.ReadSealedMany(ctx, tenant, streams, after)
+	if err != nil {
+		return ctx // each load reads on its own, and reports the error
+	}
+	tails := make(map[string]tail, len(keys))
+	for i, k := range keys {
+		tails[k] = tail{after: after[i], events: got[streams[i]]}
+	}
+	return context.WithValue(ctx, tailsKey{}, tails)
+}
+
+// since returns the events of stream with version above after: from the
+// request's prefetch when it covers them, else with one read.
+func (s *Service) since(ctx context.Context, key, tenant, stream string, after int64) ([]domain.Event, error) {
+	if tails, ok := ctx.Value(tailsKey{}).(map[string]tail); ok {
+		if t, ok := tails[key]; ok && t.after <= after {
+			i, _ := slices.BinarySearchFunc(t.events, after+1, func(e domain.Event, v int64) int {
+				return int(e.Version - v)
+			})
+			return t.events[i:len(t.events):len(t.events)], nil
+		}
+	}
+	return s.log.ReadSealed(ctx, tenant, stream, after)
+}
+
 // events returns the stream's sealed events, refreshed from the log. The
 // returned slice must not be modified.
 func (s *Service) events(ctx context.Context, tenant, stream string) ([]domain.Event, error) {
-	e := s.cache.entry(tenant + "\x00" + stream)
+	key := tenant + "\x00" + stream
+	e := s.cache.entry(key)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var after int64
 	if n := len(e.events); n > 0 {
 		after = e.events[n-1].Version
 	}
-	more, err := s.log.ReadSealed(ctx, tenant, stream, after)
+	more, err := s.since(ctx, key, tenant, stream, after)
 	if err != nil {
 		return nil, err
 	}
@@ -106,13 +197,14 @@ func (s *Service) events(ctx context.Context, tenant, stream string) ([]domain.E
 // its own copy to record changes on.
 func (s *Service) technician(ctx context.Context, tenant, id string) (*domain.Technician, error) {
 	t := domain.NewTechnician(tenant, id)
-	e := s.cache.entry(tenant + "\x00" + t.Stream())
+	key := tenant + "\x00" + t.Stream()
+	e := s.cache.entry(key)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.tech != nil {
 		*t = *e.tech
 	}
-	more, err := s.log.ReadSealed(ctx, tenant, t.Stream(), t.Version())
+	more, err := s.since(ctx, key, tenant, t.Stream(), t.Version())
 	if err != nil {
 		return nil, err
 	}
@@ -138,13 +230,14 @@ func (s *Service) technician(ctx context.Context, tenant, id string) (*domain.Te
 // own copy to record changes on.
 func (s *Service) group(ctx context.Context, tenant, id string) (*domain.Group, error) {
 	g := domain.NewGroup(tenant, id)
-	e := s.cache.entry(tenant + "\x00" + g.Stream() + "\x00snapshot")
+	key := tenant + "\x00" + g.Stream() + "\x00snapshot"
+	e := s.cache.entry(key)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.group != nil {
 		*g = *e.group
 	}
-	more, err := s.log.ReadSealed(ctx, tenant, g.Stream(), g.Version())
+	more, err := s.since(ctx, key, tenant, g.Stream(), g.Version())
 	if err != nil {
 		return nil, err
 	}

@@ -298,6 +298,12 @@ func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, 
 	var sess *domain.Session
 	out, err := retry(ctx, func() ([]domain.Event, error) {
 		sess = domain.NewSession(p.Tenant, guid)
+		techID := ""
+		if p.Role == RoleTechnician {
+			techID = p.TechnicianID
+		}
+		// One read for the session's, technician's and group's new events.
+		ctx := s.prefetch(ctx, p.Tenant, sess.Stream(), techID)
 		evs, err := s.events(ctx, p.Tenant, sess.Stream())
 		if err != nil {
 			return nil, err
