@@ -58,6 +58,12 @@ func buildCatalogue() *Registry {
 		P2PUDPRendezvous{},
 		P2PEstablished{},
 		P2PFailed{},
+		LensConferenceCreated{},
+		LensConferenceDestroyed{},
+		LensParticipantJoined{},
+		LensParticipantLeft{},
+		LensStreamStarted{},
+		LensStreamStopped{},
 		SessionClosed{},
 		// technician-<id>
 		TechnicianCreated{},

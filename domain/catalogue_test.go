@@ -60,6 +60,8 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"session.recording_stored", "session.recording_failed", "session.recording_viewed",
 		"session.relay_connected", "session.relay_paired", "session.relay_closed", "session.closed",
 		"session.peer_tcp_listening", "session.peer_tcp_timeout", "session.peer_udp_rendezvous", "session.peer_channel_established", "session.peer_channel_failed",
+		"session.lens_conference_created", "session.lens_conference_destroyed", "session.lens_participant_joined",
+		"session.lens_participant_left", "session.lens_stream_started", "session.lens_stream_stopped",
 		"technician.created", "technician.login_succeeded", "technician.login_failed", "technician.locked_out",
 		"technician.unlocked", "technician.password_changed", "technician.password_change_required",
 		"technician.two_factor_enrolled", "technician.logged_out", "technician.disabled", "technician.group_changed",
@@ -265,8 +267,8 @@ func TestDecodeErasedFieldsStayZero(t *testing.T) {
 
 func TestPermissions(t *testing.T) {
 	perms := domain.Permissions()
-	if len(perms) != 15 {
-		t.Fatalf("%d permissions, want the whitepaper's fifteen", len(perms))
+	if len(perms) != 16 {
+		t.Fatalf("%d permissions, want the whitepaper's fifteen and lens_camera", len(perms))
 	}
 	var names []string
 	for _, p := range perms {
@@ -330,6 +332,7 @@ func TestActionRules(t *testing.T) {
 		{domain.ActionRecord, domain.PermRecordSessions, false},
 		{domain.ActionChat, "", false},
 		{domain.ActionNote, "", false},
+		{domain.ActionLensCamera, domain.PermLensCamera, true},
 	}
 	if len(tests) != len(domain.Actions()) {
 		t.Fatalf("table covers %d actions, domain has %d", len(tests), len(domain.Actions()))

@@ -22,15 +22,22 @@ const (
 	PermOneTimePrompt      Permission = "one_time_prompt"     // Utiliser une invite unique pour toutes les autorisations
 	PermTransferSession    Permission = "transfer_session"    // Transférer des sessions
 	PermScreenShare        Permission = "screen_share"        // Autoriser le partage d'écran avec les clients
+	// PermLensCamera is Vigil's sixteenth permission: the whitepaper's
+	// fifteen have none for Rescue Lens, whose camera stream shows the
+	// customer's surroundings, so a group must be granted it explicitly
+	// (groups created before it exist do not have it).
+	PermLensCamera Permission = "lens_camera" // Voir la caméra du client (Rescue Lens)
 )
 
-// Permissions returns the fifteen permissions in the whitepaper's order.
+// Permissions returns the fifteen permissions in the whitepaper's order,
+// then Vigil's lens_camera.
 func Permissions() []Permission {
 	return []Permission{
 		PermRemoteControl, PermReboot, PermDesktopView, PermRecordSessions,
 		PermFileTransfer, PermPrivateSession, PermFileManager,
 		PermRequestCredentials, PermSendURL, PermClipboardSync, PermSystemInfo,
 		PermDeployScript, PermOneTimePrompt, PermTransferSession, PermScreenShare,
+		PermLensCamera,
 	}
 }
 
@@ -75,6 +82,8 @@ type PermissionSet struct {
 	TransferSession bool `json:"transfer_session"`
 	// ScreenShare: share the technician's screen with the customer (Autoriser le partage d'écran avec les clients).
 	ScreenShare bool `json:"screen_share"`
+	// LensCamera: watch the customer's camera through Rescue Lens (Vigil's sixteenth permission; absent from older events, read as refused).
+	LensCamera bool `json:"lens_camera"`
 }
 
 // GrantAll returns a set with all fifteen permissions granted.
@@ -152,6 +161,8 @@ func (s *PermissionSet) field(p Permission) (*bool, bool) {
 		return &s.TransferSession, true
 	case PermScreenShare:
 		return &s.ScreenShare, true
+	case PermLensCamera:
+		return &s.LensCamera, true
 	}
 	return nil, false
 }
@@ -177,6 +188,9 @@ const (
 	ActionRequestCredentials Action = "request_credentials"
 	ActionPrivateSession     Action = "private_session"
 	ActionScreenShare        Action = "screen_share"
+	// ActionLensCamera streams the customer's camera to the console
+	// through Rescue Lens.
+	ActionLensCamera Action = "lens_camera"
 	// ActionOneTimePrompt asks the customer for consent to all actions at
 	// once. As the action of a consent event it means "every action".
 	ActionOneTimePrompt Action = "one_time_prompt"
@@ -221,6 +235,7 @@ var actionRules = map[Action]ActionRule{
 	ActionRequestCredentials: {Permission: PermRequestCredentials, Consent: true, ConsentAction: ActionRequestCredentials},
 	ActionPrivateSession:     {Permission: PermPrivateSession, Consent: true, ConsentAction: ActionPrivateSession, Continuous: true},
 	ActionScreenShare:        {Permission: PermScreenShare, Consent: true, ConsentAction: ActionScreenShare, Continuous: true},
+	ActionLensCamera:         {Permission: PermLensCamera, Consent: true, ConsentAction: ActionLensCamera, Continuous: true},
 	ActionOneTimePrompt:      {Permission: PermOneTimePrompt},
 	ActionTransfer:           {Permission: PermTransferSession},
 	ActionRecord:             {Permission: PermRecordSessions},
@@ -248,6 +263,7 @@ func Actions() []Action {
 		ActionDeployScript, ActionSendURL, ActionClipboardSync,
 		ActionRequestCredentials, ActionPrivateSession, ActionScreenShare,
 		ActionOneTimePrompt, ActionTransfer, ActionRecord, ActionChat, ActionNote,
+		ActionLensCamera,
 	}
 }
 

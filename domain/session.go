@@ -366,6 +366,7 @@ var endEvents = map[Action]func(reason string) Payload{
 	ActionClipboardSync:  func(r string) Payload { return ClipboardSyncEnded{Reason: r} },
 	ActionPrivateSession: func(r string) Payload { return PrivateSessionEnded{Reason: r} },
 	ActionScreenShare:    func(r string) Payload { return ScreenShareEnded{Reason: r} },
+	ActionLensCamera:     func(r string) Payload { return LensStreamStopped{Reason: r} },
 }
 
 // RequestConsent records session.consent_requested: tech asks the customer
@@ -880,6 +881,8 @@ func (s *Session) apply(e Event, p Payload) {
 		delete(s.active, ActionPrivateSession)
 	case ScreenShareEnded:
 		delete(s.active, ActionScreenShare)
+	case LensStreamStopped:
+		delete(s.active, ActionLensCamera)
 	case RecordingStarted:
 		s.recordings[p.RecordingID] = recordingRunning
 	case RecordingStopped:

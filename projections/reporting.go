@@ -41,7 +41,7 @@ func NewReporting(c Crypto) *Reporting { return &Reporting{crypto: c} }
 func (*Reporting) Name() string { return "reporting" }
 
 var reportingTables = []string{"rpt_sessions", "rpt_chat", "rpt_notes", "rpt_file_transfers", "rpt_consents",
-	"rpt_actions", "rpt_logins", "rpt_technician_daily", "rpt_recordings"}
+	"rpt_actions", "rpt_logins", "rpt_technician_daily", "rpt_recordings", "rpt_lens_conferences"}
 
 // Reset implements Projection.
 func (*Reporting) Reset(ctx context.Context, tx pgx.Tx) error {
@@ -102,6 +102,7 @@ type batch struct {
 	consents   [][]any
 	actions    [][]any
 	logins     [][]any
+	lens       []lensOp // lens.go
 }
 
 func ref(e *domain.Event, field string) []byte {
@@ -291,6 +292,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 	s.lastPosition = e.Position
 	base := []any{e.Tenant, e.Position, guid, e.ID, at}
 	applyTransport(s, p)
+	b.applyLens(e, p, at, guid)
 	switch v := p.(type) {
 	case *domain.CustomerConnected:
 		if s.connectedAt == nil {
@@ -579,6 +581,7 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 				object_key = EXCLUDED.object_key, content_type = EXCLUDED.content_type, size = EXCLUDED.size, md5 = EXCLUDED.md5,
 				sha256 = EXCLUDED.sha256, failure = EXCLUDED.failure, views = EXCLUDED.views, duration_ms = EXCLUDED.duration_ms`, columns(rows, 16)...)
 	}
+	b.queueLens(q)
 	if q.Len() == 0 {
 		return nil
 	}

@@ -571,6 +571,7 @@ func (s *Server) buildSchema() (graphql.Schema, error) {
 			},
 			Description: "Per technician and UTC day: sessions, average pickup and duration, transfers. A technician sees his own.",
 			Resolve:     s.resolvePerformance},
+		"lensUsage": s.lensUsageField(),
 		"projectionStatus": {Type: nonNull(graphql.NewList(nonNull(statusT))),
 			Description: "Each projection's position, the ledger head and the lag between them (admins and auditors).",
 			Resolve:     s.resolveProjectionStatus},

@@ -116,6 +116,7 @@ func New(opts Options) http.Handler {
 		a.webhooksRoutes(mux)
 		a.relayRoutes(mux)
 		a.gatewayRoutes(mux)
+		a.lensRoutes(mux)
 		a.ssoRoutes(mux, opts.PublicURL, opts.SSOMetadataClient)
 	}
 	return opts.HTTPMetrics.wrap(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -108,6 +108,12 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	}
 	var relayKey map[string]string
 	_ = json.Unmarshal(out.Bytes(), &relayKey)
+	out.Reset()
+	if err := run(ctx, []string{"apikey", "create", "--tenant", tenant["tenant"], "--role", "media", "--json"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var mediaKey map[string]string
+	_ = json.Unmarshal(out.Bytes(), &mediaKey)
 	_, serveLogs := serveProcess(t, vars)
 
 	node := func(id, relayAddr string) map[string]string {
@@ -165,7 +171,7 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	go func() {
 		var out bytes.Buffer
 		err := run(ctx, []string{"simulate", "--url", "http://" + addr, "--key", tenant["admin_key"], "--ingest-key", ingest["key"],
-			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB, "--p2p-timeout", "200ms"}, env, &out, io.Discard)
+			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB, "--p2p-timeout", "200ms", "--media-key", mediaKey["key"]}, env, &out, io.Discard)
 		done <- result{out.String(), err}
 	}()
 	waitUntil(t, "gw-a carrying sessions", func() bool { return connectedOn()["gw-a"] >= 4 })
@@ -219,6 +225,17 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	// P2P: each session tried a direct channel; the reports, GraphQL and
 	// a rebuild show the transport and the time to P2P.
 	var transports map[string]int
+	// The relay's events travel through the bus: wait until gw-b reported
+	// the end of every pair it made (gw-a's died with it), so that the log
+	// stops changing before the reports are read and rebuilt.
+	waitUntil(t, "gw-b's relay_closed events", func() bool {
+		var paired, closed int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE type = 'session.relay_paired'), count(*) FILTER (WHERE type = 'session.relay_closed')
+			FROM events WHERE data::json->>'relay_id' = 'gw-b'`).Scan(&paired, &closed); err != nil {
+			t.Fatal(err)
+		}
+		return paired > 0 && closed >= paired
+	})
 	waitUntil(t, "the projections at the head", func() bool {
 		r, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
@@ -265,19 +282,69 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 		!strings.Contains(string(gq), `"gatewayId":"gw-`) || strings.Contains(string(gq), `"errors"`) {
 		t.Errorf("GraphQL sessions: %s", gq)
 	}
+	// Lens: conferences in the reports, each ended (by the media service
+	// or by its session's close), camera minutes per session and per
+	// technician, and the refused first attempt audited.
+	var conferences, ended, lensSessions, denied int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM rpt_lens_conferences), (SELECT count(*) FROM rpt_lens_conferences WHERE ended_at IS NOT NULL AND streaming_since IS NULL),
+			(SELECT count(*) FROM rpt_sessions WHERE lens_ms > 0),
+			(SELECT count(*) FROM rpt_consents WHERE kind = 'action_denied' AND action = 'lens_camera' AND reason = 'consent_required')`).Scan(&conferences, &ended, &lensSessions, &denied); err != nil {
+		t.Fatal(err)
+	}
+	if conferences == 0 || ended != conferences || lensSessions != conferences || denied != conferences {
+		t.Errorf("Lens: %d conferences, %d ended, %d sessions with camera minutes, %d refused attempts", conferences, ended, lensSessions, denied)
+	}
+	today := time.Now().UTC().Format(time.DateOnly)
+	q = `{"query": "{ lensUsage(from: \"` + today + `\", to: \"` + today + `\") { technicianId sessions conferences lensMinutes } }"}`
+	req, _ = http.NewRequest("POST", "http://"+addr+"/graphql", strings.NewReader(q))
+	req.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	req.Header.Set("Content-Type", "application/json")
+	res3, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lq, _ := io.ReadAll(res3.Body)
+	res3.Body.Close()
+	if !strings.Contains(string(lq), `"lensMinutes":`) || strings.Contains(string(lq), `"errors"`) || strings.Contains(string(lq), `"lensUsage":[]`) {
+		t.Errorf("GraphQL lensUsage: %s", lq)
+	}
+	// The camera's consent rule holds in a verified auditor bundle.
+	bundle := dir + "/bundle.jsonl"
+	out.Reset()
+	if err := run(ctx, []string{"export", "--tenant", tenant["tenant"], "-o", bundle}, env, &out, io.Discard); err != nil {
+		t.Fatalf("export: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--bundle", bundle, "--key", dir + "/signing.key.pub"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("verify --bundle: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "OK: the bundle verifies") {
+		t.Errorf("verify --bundle:\n%s", out.String())
+	}
+
 	dump := func() string {
 		var s string
 		if err := db.Pool.QueryRow(ctx, `SELECT string_agg(t::text, E'\n' ORDER BY guid) FROM rpt_sessions t`).Scan(&s); err != nil {
 			t.Fatal(err)
 		}
-		return s
+		var c string
+		if err := db.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(t::text, E'\n' ORDER BY guid, conference_id), '') FROM rpt_lens_conferences t`).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return s + "\n" + c
 	}
 	live := dump()
 	out.Reset()
 	if err := run(ctx, []string{"rebuild", "--quiet"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}
-	if dump() != live {
+	if after := dump(); after != live {
+		a, b := strings.Split(live, "\n"), strings.Split(after, "\n")
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Errorf("live    %s\nrebuilt %s", a[i], b[i])
+			}
+		}
 		t.Errorf("the sessions report after a rebuild differs from the live one")
 	}
 

@@ -60,6 +60,7 @@ type simConfig struct {
 	ca          string        // CA file the relay's certificate is checked against
 	relayTLS    *tls.Config   // from ca, set when relay is
 	p2pTimeout  time.Duration // how long the applet waits for a direct TCP connection (simp2p.go)
+	mediaKey    string        // API key of role media: Rescue Lens traffic (simlens.go); empty: none
 }
 
 func runSimulate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -129,6 +130,7 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	}
 	cfg.key = env("VIGIL_SIMULATE_KEY")
 	cfg.ingestKey = env("VIGIL_SIMULATE_INGEST_KEY")
+	cfg.mediaKey = env("VIGIL_SIMULATE_MEDIA_KEY")
 	for _, e := range []struct {
 		name string
 		dst  *int
@@ -166,6 +168,7 @@ func parseSimulateFlags(args []string, env func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.url, "url", cfg.url, "base URL of the Vigil HTTP API (VIGIL_SIMULATE_URL; default: from VIGIL_HTTP_ADDR, as vigil serve listens)")
 	// Keys are secrets: fs.Func keeps them out of -help's defaults.
 	fs.Func("key", "admin API key vk_… (VIGIL_SIMULATE_KEY); required", func(v string) error { cfg.key = v; return nil })
+	fs.Func("media-key", "API key vk_… of role media: half the sessions also hold a Rescue Lens conference (VIGIL_SIMULATE_MEDIA_KEY)", func(v string) error { cfg.mediaKey = v; return nil })
 	fs.Func("ingest-key", "ingest API key vk_… for the customer side (VIGIL_SIMULATE_INGEST_KEY); required", func(v string) error { cfg.ingestKey = v; return nil })
 	fs.IntVar(&cfg.sessions, "sessions", cfg.sessions, "number of support sessions to run (VIGIL_SIMULATE_SESSIONS)")
 	fs.IntVar(&cfg.concurrency, "concurrency", cfg.concurrency, "sessions run at once (VIGIL_SIMULATE_CONCURRENCY)")
@@ -609,6 +612,11 @@ func (ss *simSession) play(ctx context.Context, i int) error {
 	if s.cfg.relay != "" {
 		if err := s.relaySession(ctx, ss); err != nil {
 			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	if s.cfg.mediaKey != "" && ss.chance(0.5) {
+		if err := ss.lens(ctx); err != nil {
+			return fmt.Errorf("lens: %w", err)
 		}
 	}
 	if err := ss.chat(ctx, 1); err != nil {

@@ -599,8 +599,8 @@ func (f *fakeVigil) createGroup(r *http.Request) (int, any, *fakeErr) {
 			granted = append(granted, p)
 		}
 	}
-	if len(granted) != 15 {
-		return 0, nil, fakeBad("%d permissions granted, the simulator wants all fifteen", len(granted))
+	if len(granted) != len(domain.Permissions()) {
+		return 0, nil, fakeBad("%d permissions granted, the simulator wants all %d", len(granted), len(domain.Permissions()))
 	}
 	if !g.Policy.OneTimePromptAllowed || g.Policy.LockoutThreshold != simLockoutThreshold || g.Policy.RequireSecondFactor {
 		return 0, nil, fakeBad("policy %+v: want the one-time prompt, threshold %d, no second factor", g.Policy, simLockoutThreshold)

@@ -52,14 +52,14 @@ func runTenant(ctx context.Context, args []string, env func(string) string, stdo
 
 func runAPIKey(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke") {
-		fmt.Fprintln(stderr, "usage: vigil apikey create --tenant ID --role admin|auditor|integration|ingest|relay [--description TEXT] [--json]\n       vigil apikey revoke --id KEY_ID")
+		fmt.Fprintln(stderr, "usage: vigil apikey create --tenant ID --role admin|auditor|integration|ingest|relay|media [--description TEXT] [--json]\n       vigil apikey revoke --id KEY_ID")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("apikey "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
 	tenant := fs.String("tenant", "", "tenant id (create)")
-	role := fs.String("role", "", "admin, auditor, integration, ingest or relay (create)")
+	role := fs.String("role", "", "admin, auditor, integration, ingest, relay or media (create)")
 	desc := fs.String("description", "", "what the key is for (create)")
 	id := fs.String("id", "", "the key's id, or the whole key (revoke)")
 	asJSON := fs.Bool("json", false, "print JSON")

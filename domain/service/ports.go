@@ -24,12 +24,15 @@ const (
 	RoleIngest      Role = "ingest"
 	RoleRelay       Role = "relay"
 	RoleTechnician  Role = "technician"
+	// RoleMedia is the Rescue Lens media service's session manager,
+	// which reports conferences and camera streams (issue 18).
+	RoleMedia Role = "media"
 )
 
 // ValidKeyRole reports whether r is a role an API key may have.
 func ValidKeyRole(r Role) bool {
 	switch r {
-	case RoleAdmin, RoleAuditor, RoleIntegration, RoleIngest, RoleRelay:
+	case RoleAdmin, RoleAuditor, RoleIntegration, RoleIngest, RoleRelay, RoleMedia:
 		return true
 	}
 	return false

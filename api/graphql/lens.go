@@ -1,0 +1,68 @@
+package gql
+
+import (
+	"context"
+	"time"
+
+	"github.com/graphql-go/graphql"
+)
+
+// LensUsage is one technician's Rescue Lens use over a range of days.
+type LensUsage struct {
+	TechnicianID string
+	Sessions     int
+	Conferences  int
+	StreamMS     int64
+}
+
+// LensReports is the Lens part of the read port: the reports store
+// implements it beside Reports.
+type LensReports interface {
+	// LensUsage returns, per technician, the sessions and conferences
+	// created from day from to day to (dates, UTC) and the milliseconds
+	// the customer's camera streamed in them; only technicianID's when it
+	// is set. By technician id.
+	LensUsage(ctx context.Context, tenant string, from, to time.Time, technicianID string) ([]LensUsage, error)
+}
+
+// lensUsageField is Query.lensUsage: Lens minutes per technician.
+func (s *Server) lensUsageField() *graphql.Field {
+	t := graphql.NewObject(graphql.ObjectConfig{Name: "LensUsage", Fields: graphql.Fields{
+		"technicianId": plain(nonNull(graphql.String), func(u LensUsage) any { return u.TechnicianID }),
+		"sessions":     plain(nonNull(graphql.Int), func(u LensUsage) any { return u.Sessions }),
+		"conferences":  plain(nonNull(graphql.Int), func(u LensUsage) any { return u.Conferences }),
+		"lensMinutes":  plain(nonNull(graphql.Float), func(u LensUsage) any { return float64(u.StreamMS) / 60000 }),
+	}})
+	return &graphql.Field{Type: nonNull(graphql.NewList(nonNull(t))),
+		Args: graphql.FieldConfigArgument{
+			"from": {Type: nonNull(graphql.String), Description: "First day, YYYY-MM-DD (UTC)."},
+			"to":   {Type: nonNull(graphql.String), Description: "Last day, YYYY-MM-DD (UTC), at most 366 days after from."},
+		},
+		Description: "Per technician: Rescue Lens conferences created in the range, in how many sessions, and the minutes the customer's camera streamed. A technician sees his own.",
+		Resolve: func(p graphql.ResolveParams) (any, error) {
+			req := requestOf(p.Context)
+			from, err := parseDay("from", argString(p.Args, "from"))
+			if err != nil {
+				return nil, err
+			}
+			to, err := parseDay("to", argString(p.Args, "to"))
+			if err != nil {
+				return nil, err
+			}
+			if to.Before(from) || to.Sub(from) > 366*24*time.Hour {
+				return nil, errInvalid("to must be from to at most 366 days after it")
+			}
+			lr, ok := s.reports.(LensReports)
+			if !ok {
+				return []LensUsage{}, nil
+			}
+			rows, err := lr.LensUsage(p.Context, req.p.Tenant, from, to, visibleTo(req.p))
+			if err != nil {
+				return nil, err
+			}
+			if rows == nil {
+				rows = []LensUsage{}
+			}
+			return rows, nil
+		}}
+}
