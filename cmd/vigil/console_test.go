@@ -608,6 +608,19 @@ func TestConsoleInChromium(t *testing.T) {
 		if !strings.Contains(flash(), "queued again") {
 			t.Fatalf("replay: %q", admin.text("main"))
 		}
+		// Every form control of every page has a label, and every page
+		// keeps the skip link and one main landmark.
+		for _, path := range []string{"/console/sessions", "/console/sessions/" + w.adaSession, "/console/logins", "/console/performance",
+			"/console/charts", "/console/audit", "/console/admin/groups", "/console/admin/technicians", "/console/admin/keys",
+			"/console/admin/webhooks", "/console/dpo"} {
+			admin.open(path)
+			if got := admin.eval(`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")].filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name).join(",")`); got != "" {
+				t.Errorf("%s: controls without a label: %s", path, got)
+			}
+			if got := admin.eval(`String(document.querySelectorAll("a.skip[href='#main']").length + "/" + document.querySelectorAll("main").length)`); got != "1/1" {
+				t.Errorf("%s: skip link / main: %s", path, got)
+			}
+		}
 		admin.open("/console/admin/tenant")
 		if admin.text("#region") == "" {
 			t.Fatal("no region")
