@@ -262,6 +262,10 @@ func TestFailover(t *testing.T) {
 	// The cluster, through the multi-host URL.
 	cl := startHACluster(t)
 	dsn := cl.env["HA_DSN"]
+	if os.Getenv("HA_VIA_PROXY") == "1" { // the other way in: HAProxy
+		dsn = cl.env["HA_PROXY_DSN"]
+	}
+	t.Logf("VIGIL_DATABASE_URL=%s", dsn)
 	hooks := newHookReceiver()
 	hookSrv := httptest.NewServer(hooks)
 	defer hookSrv.Close()
@@ -362,6 +366,7 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	cur := cl.leader()
+	switchStart := time.Now()
 	if err := cl.switchover(cur, old); err != nil {
 		t.Fatalf("switchover %s -> %s: %v", cur, old, err)
 	}
@@ -377,6 +382,7 @@ func TestFailover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("switchover %s -> %s: %s from the request to the first append acknowledged on the new primary (sent after the switch)", cur, old, load.firstAckAfter(switched).Sub(switchStart).Round(time.Millisecond))
 	time.Sleep(haAfterSwitch)
 	stopLoad()
 	if len(load.errs) > 0 {
