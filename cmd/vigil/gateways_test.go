@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -98,7 +99,23 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	dir := devKeys(t, t.TempDir())
 	addr := freeAddr(t)
 	vars := map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error", "VIGIL_HTTP_ADDR": addr,
-		"VIGIL_RELAY_DISABLE": "true", "VIGIL_GATEWAY_TTL": "2s"}
+		"VIGIL_RELAY_DISABLE": "true", "VIGIL_GATEWAY_TTL": "2s", "VIGIL_WEBHOOK_ALLOW_CIDRS": "127.0.0.1/32"}
+	// A CRM receiver subscribed to the new events: webhooks carry them.
+	var hookMu sync.Mutex
+	hooked := map[string]int{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var p struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(b, &p) == nil && r.Header.Get("webhook-signature") != "" {
+			hookMu.Lock()
+			hooked[p.Type]++
+			hookMu.Unlock()
+		}
+		w.WriteHeader(204)
+	}))
+	defer receiver.Close()
 	env := envFunc(vars)
 	ctx := context.Background()
 	tenant, ingest := tenantWithIngest(t, env)
@@ -115,6 +132,20 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 	var mediaKey map[string]string
 	_ = json.Unmarshal(out.Bytes(), &mediaKey)
 	_, serveLogs := serveProcess(t, vars)
+	hookTypes := []string{"tenant.gateway_registered", "tenant.gateway_down", "session.peer_channel_established", "session.lens_stream_started", "session.lens_conference_created"}
+	sub, _ := json.Marshal(map[string]any{"url": receiver.URL, "description": "crm", "event_types": hookTypes})
+	hreq, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks", bytes.NewReader(sub))
+	hreq.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	hreq.Header.Set("Content-Type", "application/json")
+	hres, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(hres.Body)
+	hres.Body.Close()
+	if hres.StatusCode != 201 {
+		t.Fatalf("webhook subscription: %d %s", hres.StatusCode, hb)
+	}
 
 	node := func(id, relayAddr string) map[string]string {
 		return map[string]string{"VIGIL_DATABASE_URL": db.URL, "VIGIL_DATA_DIR": dir, "VIGIL_LOG_LEVEL": "error",
@@ -347,6 +378,17 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 		}
 		t.Errorf("the sessions report after a rebuild differs from the live one")
 	}
+
+	waitUntil(t, "webhooks of the new events", func() bool {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		for _, typ := range hookTypes {
+			if hooked[typ] == 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	// gw-a comes back: listed again, and recorded as up (not registered
 	// anew: same address and capacity).
