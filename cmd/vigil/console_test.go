@@ -30,6 +30,7 @@ const consolePassword = "Correct-Horse-9-Battery"
 type consoleWorld struct {
 	node
 	env                 func(string) string
+	vars                map[string]string
 	tenant, admin       string
 	auditor, ingest     string
 	group               string
@@ -53,7 +54,7 @@ func newConsoleWorld(t *testing.T) *consoleWorld {
 	var auditor map[string]string
 	_ = json.Unmarshal(out.Bytes(), &auditor)
 	serveProcess(t, vars)
-	w := &consoleWorld{node: node{t: t, name: "serve", url: "http://" + vars["VIGIL_HTTP_ADDR"]}, env: env,
+	w := &consoleWorld{node: node{t: t, name: "serve", url: "http://" + vars["VIGIL_HTTP_ADDR"]}, env: env, vars: vars,
 		tenant: tenant["tenant"], admin: tenant["admin_key"], auditor: auditor["key"], ingest: ingest["key"]}
 	all := map[string]bool{}
 	for _, p := range []string{"remote_control", "reboot", "desktop_view", "record_sessions", "file_transfer", "private_session",
@@ -753,6 +754,36 @@ func TestConsoleInChromium(t *testing.T) {
 		admin.do(chromedp.KeyEvent("\t"))
 		if got := admin.eval(`document.activeElement.id`); got != "f-from" {
 			t.Fatalf("Tab after skipping focuses %q, want the first filter", got)
+		}
+	})
+
+	t.Run("a second node serves the same console session; a technician disabled there is out here", func(t *testing.T) {
+		w.t = t
+		v := map[string]string{}
+		for k, x := range w.vars {
+			v[k] = x
+		}
+		v["VIGIL_HTTP_ADDR"] = freeAddr(t)
+		serveProcess(t, v)
+		other := "http://localhost:" + strings.Split(v["VIGIL_HTTP_ADDR"], ":")[1]
+		admin.t = t
+		// Cookies are per host, not per port: the browser sends the
+		// session cookie of node A to node B, which finds it in PostgreSQL.
+		admin.do(chromedp.Navigate(other + "/console/sessions"))
+		if got := admin.text("#total"); got == "" || !strings.Contains(run1(admin, chromedp.Location()), other) {
+			t.Fatalf("node B: %q at %s", got, run1(admin, chromedp.Location()))
+		}
+		// A technician disabled through node B's API: its next console
+		// request on node A is refused.
+		dave := w.technician("dave@example.com", "Dave Cutler")
+		d := b.person(t, base)
+		d.signInTechnician("dave@example.com")
+		if got := d.status("/console/sessions"); got != "200" {
+			t.Fatalf("dave on A: %s", got)
+		}
+		(&node{t: t, name: "B", url: "http://" + v["VIGIL_HTTP_ADDR"]}).call("POST", "/v1/technicians/"+dave+"/disable", w.admin, map[string]any{}, 200, "")
+		if got := d.status("/console/sessions"); got == "200" {
+			t.Fatalf("a disabled technician's console session still answers %s", got)
 		}
 	})
 
