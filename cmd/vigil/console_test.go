@@ -489,6 +489,10 @@ func TestConsoleInChromium(t *testing.T) {
 		if v := verify("#consistency-verdict", "#verify-consistency"); v != "ok" {
 			t.Fatalf("consistency with the kept checkpoint: %s: %s", v, aud.text("#consistency-verdict"))
 		}
+		aud.open("/console/audit")
+		if got := aud.text("#last-verify"); !strings.Contains(got, "extends") {
+			t.Fatalf("last verification: %q", got)
+		}
 		aud.do(chromedp.Click(chromedp.CSS("#export")))
 		digest := run1(aud, chromedp.Poll[string](`document.getElementById("export-status").dataset.done || ""`))
 		if len(digest) != 64 || aud.eval(`String(document.getElementById("export-progress").value)`) != "100" {

@@ -153,12 +153,33 @@ function verdict(el, ok, text) {
   el.dataset.verdict = ok ? "ok" : "bad";
 }
 
+// remember keeps the auditor's last verification in this browser, per log:
+// the verdict is the browser's, so its record is too.
+function remember(text) {
+  const origin = (document.getElementById("cp-origin") || {}).textContent || "";
+  if (!origin) return;
+  localStorage.setItem("vigil-last-verify:" + origin, JSON.stringify({ at: new Date().toISOString(), text }));
+  showLast();
+}
+
+function showLast() {
+  const el = document.getElementById("last-verify");
+  const origin = (document.getElementById("cp-origin") || {}).textContent || "";
+  if (!el || !origin) return;
+  const raw = localStorage.getItem("vigil-last-verify:" + origin);
+  if (!raw) { el.textContent = "never in this browser"; return; }
+  const last = JSON.parse(raw);
+  el.textContent = last.at + " — " + last.text;
+}
+
 async function guard(el, f) {
   el.textContent = "checking…";
   el.className = "";
   delete el.dataset.verdict;
   try {
-    verdict(el, true, await f());
+    const text = await f();
+    verdict(el, true, text);
+    remember(text);
   } catch (e) {
     verdict(el, false, e instanceof Failure ? e.message : "could not check: " + e.message);
   }
@@ -256,6 +277,7 @@ async function exportBundle() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  showLast();
   const r = document.getElementById("verify-receipt");
   if (r) r.addEventListener("click", () => guard(document.getElementById("receipt-verdict"), verifyReceipt));
   const c = document.getElementById("verify-consistency");
