@@ -41,7 +41,7 @@ func TestSimulateFlags(t *testing.T) {
 		{
 			name: "defaults",
 			args: base,
-			want: simConfig{url: "http://127.0.0.1:8080", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 100, concurrency: 8, timeout: 30 * time.Second},
+			want: simConfig{url: "http://127.0.0.1:8080", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 100, concurrency: 8, timeout: 30 * time.Second, p2pTimeout: 10 * time.Second},
 		},
 		{
 			name: "environment",
@@ -51,13 +51,13 @@ func TestSimulateFlags(t *testing.T) {
 				"VIGIL_SIMULATE_CONCURRENCY": "3", "VIGIL_SIMULATE_SEED": "42", "VIGIL_SIMULATE_TIMEOUT": "5s",
 				"VIGIL_SIMULATE_QUIET": "true",
 			},
-			want: simConfig{url: "https://vigil.example.com/api", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 7, concurrency: 3, seed: 42, timeout: 5 * time.Second, quiet: true},
+			want: simConfig{url: "https://vigil.example.com/api", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 7, concurrency: 3, seed: 42, timeout: 5 * time.Second, quiet: true, p2pTimeout: 10 * time.Second},
 		},
 		{
 			name: "flags win over the environment",
 			args: append([]string{"--url", "http://10.0.0.1:9090", "--sessions", "5", "--concurrency", "2", "--seed", "9", "--quiet"}, base...),
 			env:  map[string]string{"VIGIL_SIMULATE_URL": "http://other:1", "VIGIL_SIMULATE_SESSIONS": "70", "VIGIL_SIMULATE_KEY": "vk_x_y"},
-			want: simConfig{url: "http://10.0.0.1:9090", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 5, concurrency: 2, seed: 9, timeout: 30 * time.Second, quiet: true},
+			want: simConfig{url: "http://10.0.0.1:9090", key: simTestAdminKey, ingestKey: simTestIngestKey, sessions: 5, concurrency: 2, seed: 9, timeout: 30 * time.Second, quiet: true, p2pTimeout: 10 * time.Second},
 		},
 		{name: "no key", args: []string{"--ingest-key", simTestIngestKey}, wantErr: "--key (VIGIL_SIMULATE_KEY) is required"},
 		{name: "no ingest key", args: []string{"--key", simTestAdminKey}, wantErr: "--ingest-key (VIGIL_SIMULATE_INGEST_KEY) is required"},
