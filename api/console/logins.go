@@ -166,6 +166,10 @@ type performancePage struct {
 	From, To, Technician string
 	Rows                 []gql.TechnicianDay
 	CSV                  string
+	// Lens is each technician's Rescue Lens use in the period, when the
+	// reports store keeps it.
+	Lens    []gql.LensUsage
+	HasLens bool
 }
 
 // performanceRange reads the period of the performance report: the last
@@ -202,6 +206,12 @@ func (c *Console) performance(w http.ResponseWriter, r *http.Request, rc *reqctx
 	}
 	if d.Rows, err = c.opts.Reports.TechnicianPerformance(r.Context(), rc.p.Tenant, from, to, d.Technician); err != nil {
 		return err
+	}
+	if lr, ok := c.opts.Reports.(gql.LensReports); ok {
+		d.HasLens = true
+		if d.Lens, err = lr.LensUsage(r.Context(), rc.p.Tenant, from, to, d.Technician); err != nil {
+			return err
+		}
 	}
 	v := url.Values{"from": {d.From}, "to": {d.To}}
 	if d.Technician != "" {

@@ -136,6 +136,7 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%d B", n)
 	},
 	"join":      strings.Join,
+	"minutes":   func(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/60000) },
 	"hasPrefix": strings.HasPrefix,
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}

@@ -409,6 +409,9 @@ func TestConsoleInChromium(t *testing.T) {
 		if got := admin.text("#performance tbody"); !strings.Contains(got, w.ada) {
 			t.Fatalf("performance: %q", got)
 		}
+		if got := admin.text("#lens"); !strings.Contains(got, "Camera minutes") {
+			t.Fatalf("Lens table: %q", got)
+		}
 		admin.shot("performance")
 		admin.open("/console/charts")
 		if n := admin.eval(`String(document.querySelectorAll("figure.chart svg rect").length)`); n == "0" {
