@@ -29,8 +29,14 @@ type DurableMark struct {
 }
 
 // durableWait bounds how long a checkpoint waits for the current size to
-// become durable before it signs the largest size already durable.
-const durableWait = 2 * time.Second
+// become durable before it signs the largest size already durable; it
+// stops sooner when the frontier stood still for durableStall (no standby
+// streaming, an archive that waits for a full segment), so that a stalled
+// replica does not cost every tenant's checkpoint two seconds.
+const (
+	durableWait  = 2 * time.Second
+	durableStall = 300 * time.Millisecond
+)
 
 // maxPendingMarks bounds the sizes remembered per tenant while none is
 // durable yet (an archive that lags); the oldest are forgotten.
@@ -50,7 +56,8 @@ type durableMarks struct {
 
 // durableSize returns the largest size of tenant's log that is durable
 // beyond the primary, among the current one and those seen before; 0 when
-// none is. It waits up to durableWait for the current size.
+// none is. It waits up to durableWait for the current size, less when the
+// frontier does not move.
 func (l *Ledger) durableSize(ctx context.Context, tenant string) (int64, error) {
 	d := l.opts.Durability
 	size, m, err := d.Mark(ctx, tenant)
@@ -68,14 +75,20 @@ func (l *Ledger) durableSize(ctx context.Context, tenant string) (int64, error) 
 	l.marks.pending[tenant] = p
 	l.marks.mu.Unlock()
 
-	deadline := time.Now().Add(durableWait)
+	start := time.Now()
+	var last DurableMark
+	moved := start
 	for {
 		f, err := d.Frontier(ctx)
 		if err != nil {
 			return 0, err
 		}
+		now := time.Now()
+		if f != last {
+			last, moved = f, now
+		}
 		best := l.settle(tenant, f)
-		if best == size || !time.Now().Before(deadline) {
+		if best == size || now.Sub(start) >= durableWait || now.Sub(moved) >= durableStall {
 			return best, nil
 		}
 		select {
