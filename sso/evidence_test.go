@@ -23,6 +23,7 @@ import (
 // for an admin), fanned out to a webhook subscription, and in an auditor
 // bundle that verifies offline.
 func TestSSOEventsAreEvidence(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")

@@ -202,6 +202,7 @@ func (w *world) postACS(t *testing.T, samlResponse, requestID string) answer {
 // the ACS: each is refused with 401, no token, and an
 // technician.sso_login_failed event that names the reason.
 func TestForgedResponses(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
 	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata()}); r.status != http.StatusOK {
@@ -348,6 +349,7 @@ func TestForgedResponses(t *testing.T) {
 // a refused login: the metadata lists the old and the new certificate
 // while the IdP switches, then only the new one.
 func TestIdPCertificateRotation(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
 	oldKey, oldCert := idp.key, idp.cert
@@ -393,6 +395,7 @@ func TestIdPCertificateRotation(t *testing.T) {
 // TestIdPInitiated: an unsolicited response (no InResponseTo, no request
 // cookie) passes only when the tenant allows IdP-initiated logins.
 func TestIdPInitiated(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
 	unsolicited := func() answer {
@@ -421,6 +424,7 @@ func TestIdPInitiated(t *testing.T) {
 // of an IdP that has a signing certificate and a redirect endpoint; a
 // tenant without SSO has no SP endpoints.
 func TestConfigurationIsChecked(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
 	resp, err := http.Get(w.srv.URL + sso.MetadataPath(w.tenant))
@@ -461,6 +465,7 @@ func TestConfigurationIsChecked(t *testing.T) {
 // password logins, so that garbage posted to the ACS cannot grow the log
 // without bound: past the budget, 429 before the response is read.
 func TestACSRateLimited(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	idp := newForgedIdP(t, "https://idp.forged.test/metadata")
 	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata()}); r.status != http.StatusOK {

@@ -255,7 +255,9 @@ func readAll(t *testing.T, resp *http.Response) string {
 // address outside the allowlist are refused; just-in-time provisioning
 // creates a technician only when turned on. Every outcome is in the log.
 func TestSimpleSAMLphpLogin(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
+	w.bob = w.technician("bob@example.test")
 	idp := startIdP(t, w)
 	start := w.srv.URL + sso.LoginPath(w.tenant) + "?return_to=" + url.QueryEscape("/console/")
 
