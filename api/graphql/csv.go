@@ -215,7 +215,8 @@ func (s *Server) openCell(ctx context.Context, tenant string, ref []byte) (strin
 func (s *Server) csvSessions(ctx context.Context, p service.Principal, out *csvOut, from, to time.Time) error {
 	out.header = []string{"id", "status", "queue", "channel", "group_id", "technician_id", "owner_id", "platform", "tracking_id",
 		"created_at", "connected_at", "picked_up_at", "closed_at", "waiting_s", "pickup_s", "active_s", "total_s",
-		"transfers", "tools", "closed_by", "close_reason", "recorded", "customer_name", "customer_email", "custom_fields"}
+		"transfers", "tools", "closed_by", "close_reason", "recorded", "customer_name", "customer_email", "custom_fields",
+		"gateway_id", "transport", "time_to_p2p_ms", "p2p_failure", "lens_minutes"}
 	f := SessionFilter{From: from, To: to, VisibleTo: visibleTo(p)}
 	var after *SessionCursor
 	for {
@@ -246,7 +247,8 @@ func (s *Server) csvSessions(ctx context.Context, p service.Principal, out *csvO
 				cell(x.Platform), cell(x.TrackingID), csvTime(&x.CreatedAt), csvTime(x.ConnectedAt), csvTime(x.PickedUpAt),
 				csvTime(x.ClosedAt), csvFloat(x.WaitingSeconds), csvFloat(x.PickupSeconds), csvFloat(x.ActiveSeconds),
 				csvFloat(x.TotalSeconds), strconv.Itoa(x.Transfers), strings.Join(x.Tools, ";"), x.ClosedBy,
-				cell(x.CloseReason), strconv.FormatBool(x.Recorded), name, email, custom})
+				cell(x.CloseReason), strconv.FormatBool(x.Recorded), name, email, custom,
+				cell(x.GatewayID), x.Transport, p2pMS(x.TimeToP2PMS), cell(x.P2PFailure), strconv.FormatFloat(float64(x.LensMS)/60000, 'f', -1, 64)})
 		}
 		if err := out.page(lines); err != nil {
 			return err

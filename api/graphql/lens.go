@@ -2,6 +2,7 @@ package gql
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/graphql-go/graphql"
@@ -65,4 +66,12 @@ func (s *Server) lensUsageField() *graphql.Field {
 			}
 			return rows, nil
 		}}
+}
+
+// p2pMS is a CSV cell of the time to P2P: empty when none was made.
+func p2pMS(ms *int64) string {
+	if ms == nil {
+		return ""
+	}
+	return strconv.FormatInt(*ms, 10)
 }

@@ -313,6 +313,19 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 		!strings.Contains(string(gq), `"gatewayId":"gw-`) || strings.Contains(string(gq), `"errors"`) {
 		t.Errorf("GraphQL sessions: %s", gq)
 	}
+	creq, _ := http.NewRequest("GET", "http://"+addr+"/v1/reports/sessions.csv", nil)
+	creq.Header.Set("Authorization", "Bearer "+tenant["admin_key"])
+	cres, err := http.DefaultClient.Do(creq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csvBody, _ := io.ReadAll(cres.Body)
+	cres.Body.Close()
+	if !strings.Contains(string(csvBody), ",gateway_id,transport,time_to_p2p_ms,p2p_failure,lens_minutes") ||
+		!strings.Contains(string(csvBody), ",udp,") || !strings.Contains(string(csvBody), ",tcp,") {
+		t.Errorf("sessions.csv lacks the transport columns or values:\n%.600s", csvBody)
+	}
+
 	// Lens: conferences in the reports, each ended (by the media service
 	// or by its session's close), camera minutes per session and per
 	// technician, and the refused first attempt audited.
