@@ -255,7 +255,8 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 		return poison(why, fmt.Errorf("position %d: %w", e.Position, err))
 	}
 	at := e.OccurredAt.UTC()
-	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" || e.Type == "technician.sso_login_failed" {
+	if strings.HasPrefix(e.Stream, domain.TechnicianStreamPrefix) || e.Type == "technician.login_failed" || e.Type == "technician.sso_login_failed" ||
+		e.Type == "tenant.sso_configured" {
 		b.login(e, p, at)
 		return nil
 	}
@@ -430,6 +431,10 @@ func (b *batch) login(e *domain.Event, p domain.Payload, at time.Time) {
 	case *domain.SSOLoginFailed:
 		method = "saml"
 		row("failed", string(v.Reason))
+	case *domain.SSOConfigured:
+		// The tenant's IdP set or changed: reason configured or changed.
+		method = "saml"
+		row("sso_configured", v.Change)
 	case *domain.SSODisabled:
 		method = "saml"
 		row("sso_disabled", "")

@@ -69,6 +69,7 @@ func TestSSOEventsAreEvidence(t *testing.T) {
 		rows = append(rows, strings.Join([]string{tech, n["outcome"].(string), reason, n["method"].(string), ip}, " "))
 	}
 	want := []string{
+		" sso_configured configured saml ",
 		w.alice + " succeeded  saml 127.0.0.1",
 		" failed bad_signature saml ",
 		w.alice + " sso_disabled  saml ",
@@ -87,7 +88,7 @@ func TestSSOEventsAreEvidence(t *testing.T) {
 	}
 	recs, err := csv.NewReader(resp.Body).ReadAll()
 	resp.Body.Close()
-	if err != nil || len(recs) != 5 || recs[0][len(recs[0])-1] != "method" || recs[1][len(recs[1])-1] != "saml" || recs[1][4] != "succeeded" {
+	if err != nil || len(recs) != 6 || recs[0][len(recs[0])-1] != "method" || recs[2][len(recs[2])-1] != "saml" || recs[2][4] != "succeeded" {
 		t.Fatalf("logins.csv: %v %v", recs, err)
 	}
 
