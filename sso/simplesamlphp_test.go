@@ -303,6 +303,12 @@ func TestSimpleSAMLphpLogin(t *testing.T) {
 		if pw.status != http.StatusOK || strings.SplitN(pw.str("token"), "_", 2)[0] != strings.SplitN(h.values.Get("token"), "_", 2)[0] {
 			t.Fatalf("password token %q and SSO token %q differ in form", pw.str("token"), h.values.Get("token"))
 		}
+		// Both live for the group's console inactivity timeout.
+		ssoExp, err1 := time.Parse(time.RFC3339, h.values.Get("expires_at"))
+		pwExp, err2 := time.Parse(time.RFC3339, pw.str("expires_at"))
+		if err1 != nil || err2 != nil || pwExp.Sub(ssoExp).Abs() > time.Minute || ssoExp.Sub(w.clock.Now()) < 50*time.Minute {
+			t.Fatalf("expiries: SSO %s, password %s", h.values.Get("expires_at"), pw.str("expires_at"))
+		}
 		if out := w.do("POST", "/v1/auth/logout", h.values.Get("token"), nil); out.status != http.StatusNoContent {
 			t.Fatalf("logout with the SSO token: %d %s", out.status, out.raw)
 		}
