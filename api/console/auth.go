@@ -273,7 +273,10 @@ func (c *Console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		})
 		if err != nil {
 			d.Error = domain.ErrorMessage(err)
-			d.NeedTOTP = domain.ErrorCode(err) == domain.CodeSecondFactor
+			// The service answers a missing or wrong code as a wrong
+			// credential; the form then asks for the code.
+			d.NeedTOTP = domain.ErrorCode(err) == domain.CodeSecondFactor || strings.Contains(d.Error, "second-factor") ||
+				r.PostFormValue("totp") != ""
 			c.showLogin(w, r, statusOf(err), d)
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 	"github.com/vigilhq/vigil/adapters/postgres/pgtest"
 )
 
@@ -742,6 +743,39 @@ func TestConsoleInChromium(t *testing.T) {
 		ada2.waitFor(`document.getElementById("login-error")`)
 		if got := ada2.text("#login-error"); !strings.Contains(got, "SSO is disabled") {
 			t.Fatalf("refusal: %q", got)
+		}
+	})
+
+	t.Run("technician with a second factor signs in with password and TOTP", func(t *testing.T) {
+		w.t = t
+		w.technician("eve@example.com", "Eve Anon")
+		tok, _ := w.call("POST", "/v1/auth/login", "", map[string]any{"email": "eve@example.com", "password": consolePassword}, 200, "")["token"].(string)
+		secret, _ := w.call("POST", "/v1/auth/totp/enroll", tok, map[string]any{}, 200, "")["secret"].(string)
+		// Enrolled with the previous time step's code, so that the
+		// current step's is still unused (a code is accepted once).
+		prev, err := totp.GenerateCode(secret, time.Now().Add(-30*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.call("POST", "/v1/auth/totp/enroll", tok, map[string]any{"code": prev}, 200, "")
+		eve := b.person(t, base)
+		eve.open("/console/login")
+		eve.do(chromedp.SendKeys(chromedp.CSS("#email"), "eve@example.com"), chromedp.SendKeys(chromedp.CSS("#password"), consolePassword))
+		eve.eval(`window.vigilOld = true; ""`)
+		eve.do(chromedp.Submit(chromedp.CSS("#password")))
+		eve.waitFor(`!window.vigilOld && document.getElementById("login-error")`)
+		if got := eve.eval(`String(document.getElementById("totp").required)`); got != "true" {
+			t.Fatalf("without a code: %q, TOTP field required %s", eve.text("#login-error"), got)
+		}
+		now, err := totp.GenerateCode(secret, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		eve.do(chromedp.SendKeys(chromedp.CSS("#password"), consolePassword), chromedp.SendKeys(chromedp.CSS("#totp"), now),
+			chromedp.Submit(chromedp.CSS("#password")))
+		eve.waitFor(`document.querySelector("nav[aria-label=Main]")`)
+		if got := eve.text(".who"); !strings.Contains(got, "technician") {
+			t.Fatalf("signed in as %q", got)
 		}
 	})
 
