@@ -42,16 +42,9 @@ func (s *Server) lensUsageField() *graphql.Field {
 		Description: "Per technician: Rescue Lens conferences created in the range, in how many sessions, and the minutes the customer's camera streamed. A technician sees his own.",
 		Resolve: func(p graphql.ResolveParams) (any, error) {
 			req := requestOf(p.Context)
-			from, err := parseDay("from", argString(p.Args, "from"))
+			from, to, err := dayRange(p.Args)
 			if err != nil {
 				return nil, err
-			}
-			to, err := parseDay("to", argString(p.Args, "to"))
-			if err != nil {
-				return nil, err
-			}
-			if to.Before(from) || to.Sub(from) > 366*24*time.Hour {
-				return nil, errInvalid("to must be from to at most 366 days after it")
 			}
 			lr, ok := s.reports.(LensReports)
 			if !ok {
@@ -74,4 +67,22 @@ func p2pMS(ms *int64) string {
 		return ""
 	}
 	return strconv.FormatInt(*ms, 10)
+}
+
+// dayRange reads the from and to days (YYYY-MM-DD, UTC) of a report's
+// arguments: to not before from, at most 366 days after it.
+func dayRange(args map[string]any) (from, to time.Time, err error) {
+	if from, err = parseDay("from", argString(args, "from")); err != nil {
+		return
+	}
+	if to, err = parseDay("to", argString(args, "to")); err != nil {
+		return
+	}
+	switch {
+	case to.Before(from):
+		err = errInvalid("to is before from")
+	case to.Sub(from) > 366*24*time.Hour:
+		err = errInvalid("the range may span at most 366 days")
+	}
+	return
 }

@@ -858,19 +858,9 @@ func parseDay(name, v string) (time.Time, error) {
 
 func (s *Server) resolvePerformance(p graphql.ResolveParams) (any, error) {
 	req := requestOf(p.Context)
-	from, err := parseDay("from", argString(p.Args, "from"))
+	from, to, err := dayRange(p.Args)
 	if err != nil {
 		return nil, err
-	}
-	to, err := parseDay("to", argString(p.Args, "to"))
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case to.Before(from):
-		return nil, errInvalid("to is before from")
-	case to.Sub(from) > 366*24*time.Hour:
-		return nil, errInvalid("the range may span at most 366 days")
 	}
 	rows, err := s.reports.TechnicianPerformance(p.Context, req.p.Tenant, from, to, visibleTo(req.p))
 	if err != nil {

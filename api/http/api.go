@@ -569,11 +569,7 @@ func (a *api) sessionCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]appended, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, appended{ID: e.ID.String(), Type: e.Type, Version: e.Version, Position: e.Position, Data: e.Data})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": out})
+	writeAppended(w, evs)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 )
 
@@ -28,10 +29,15 @@ func (a *api) lensReport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	writeAppended(w, evs)
+	return nil
+}
+
+// writeAppended answers 200 with the events a command appended.
+func writeAppended(w http.ResponseWriter, evs []domain.Event) {
 	out := make([]appended, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, appended{ID: e.ID.String(), Type: e.Type, Version: e.Version, Position: e.Position, Data: e.Data})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": out})
-	return nil
 }
