@@ -42,7 +42,9 @@ func TestGatewayAndLensEndpoints(t *testing.T) {
 		t.Errorf("gateways: %s", list.raw)
 	}
 
-	lens := func(cred string, body map[string]any) resp { return e.do("POST", "/v1/sessions/"+sid+"/lens", cred, body) }
+	lens := func(cred string, body map[string]any) resp {
+		return e.do("POST", "/v1/sessions/"+sid+"/lens", cred, body)
+	}
 	e.want(lens(mediaKey, map[string]any{"type": "conference_created", "conference_id": "c1"}), 200, "")
 	e.want(lens(e.ingest, map[string]any{"type": "conference_created", "conference_id": "c2"}), 403, "forbidden")
 	e.want(lens(mediaKey, map[string]any{"type": "participant_joined", "conference_id": "c1", "participant": "lens_app"}), 200, "")
