@@ -296,6 +296,7 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 		}
 	}
 	rows.Close()
+	t.Logf("simulate:\n%s\nsessions by transport: %v", res.out, transports)
 	if transports["tcp"] == 0 || transports["udp"] == 0 || transports["tcp"]+transports["udp"]+transports["relayed"] != 16 {
 		t.Errorf("sessions by transport: %v; want tcp and udp among 16", transports)
 	}
