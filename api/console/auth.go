@@ -10,9 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -269,7 +267,7 @@ func (c *Console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	case "technician":
 		res, err := c.opts.Service.Login(ctx, service.LoginRequest{
 			Email: d.Email, Password: r.PostFormValue("password"), TOTP: strings.TrimSpace(r.PostFormValue("totp")),
-			Tenant: strings.TrimSpace(d.Tenant), IP: remoteIP(r),
+			Tenant: strings.TrimSpace(d.Tenant), IP: httpapi.ClientIP(r, c.opts.TrustedProxies),
 		})
 		if err != nil {
 			d.Error = domain.ErrorMessage(err)
@@ -342,15 +340,6 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, rc *reqctx) err
 	setCookie(w, sessionCookie, "", -1)
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 	return nil
-}
-
-func remoteIP(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
 }
 
 // statusOf is the page's HTTP status for err: the API's for its code.

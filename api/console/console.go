@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -87,6 +88,9 @@ type Options struct {
 	// VerifierKey is the deployment's checkpoint verifier key, shown to
 	// auditors as a hint (they paste the one they trust).
 	VerifierKey string
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
+	// a technician's login address, as in the API.
+	TrustedProxies []netip.Prefix
 	// IdleTimeout ends a session without requests (default
 	// DefaultIdleTimeout).
 	IdleTimeout time.Duration

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 
 	"github.com/vigilhq/vigil/adapters/postgres"
 	"github.com/vigilhq/vigil/api/console"
@@ -17,6 +18,7 @@ type consoleServices struct {
 	gdpr       *compliance.GDPR
 	recordings *service.Recordings
 	webhooks   *webhooks.Service
+	proxies    []netip.Prefix
 }
 
 // withConsole serves the web console under /console/ beside the API. Its
@@ -27,7 +29,7 @@ func withConsole(sys *system, api http.Handler, cs consoleServices, log *slog.Lo
 		Service: sys.service, Sessions: sys.store, Directory: sys.store,
 		Reports: cs.reports, Opener: sys.sealer, Index: sys.sealer, Log: sys.ledger,
 		Audit: compliance.NewAuditor(sys.ledger), GDPR: cs.gdpr, Recordings: cs.recordings, Webhooks: cs.webhooks,
-		VerifierKey: sys.keys.VerifierKey, Logger: log,
+		VerifierKey: sys.keys.VerifierKey, TrustedProxies: cs.proxies, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -158,7 +158,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 		},
 	})
 	// The web console beside the API (api/console, docs/console.md).
-	if handler, err = withConsole(sys, handler, consoleServices{reports: reportStore, gdpr: gdpr, recordings: recordings, webhooks: webhooksRT.Service}, log); err != nil {
+	if handler, err = withConsole(sys, handler, consoleServices{reports: reportStore, gdpr: gdpr, recordings: recordings, webhooks: webhooksRT.Service, proxies: proxies}, log); err != nil {
 		return err
 	}
 	if cfg.PprofAddr != "" {
