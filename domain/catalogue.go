@@ -81,6 +81,7 @@ func buildCatalogue() *Registry {
 		SSOLoginFailed{},
 		SSODisabled{},
 		SSOEnabled{},
+		SSOIDSet{},
 		PasswordChangeRefused{},
 		// group-<id>
 		GroupCreated{},

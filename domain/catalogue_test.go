@@ -70,7 +70,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"tenant.signing_key_added",
 		"tenant.gateway_registered", "tenant.gateway_down", "tenant.gateway_up",
 		"tenant.sso_configured", "technician.sso_login_succeeded", "technician.sso_login_failed",
-		"technician.sso_disabled", "technician.sso_enabled", "technician.password_change_refused",
+		"technician.sso_disabled", "technician.sso_enabled", "technician.sso_id_set", "technician.password_change_refused",
 		"compliance.subject_exported", "compliance.erasure_requested", "compliance.erasure_revoked",
 		"compliance.subject_erased", "compliance.retention_archived", "compliance.retention_purged",
 		"compliance.audit_export_created",
@@ -101,6 +101,7 @@ func TestSealedFields(t *testing.T) {
 		// person) and the address, as password logins seal the address.
 		"technician.sso_login_succeeded":     {"ip", "sso_id"},
 		"technician.sso_login_failed":        {"ip", "sso_id"},
+		"technician.sso_id_set":              {"sso_id"},
 		"technician.password_change_refused": {"ip"},
 	}
 	for _, name := range domain.Catalogue.Types() {

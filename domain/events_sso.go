@@ -141,6 +141,19 @@ type SSOEnabled struct {
 // EventType implements Payload.
 func (SSOEnabled) EventType() string { return "technician.sso_enabled" }
 
+// SSOIDSet records the technician's single sign-on id, set or cleared by
+// an admin, or stored by just-in-time provisioning: the value a SAML
+// login's NameID (or configured attribute) is matched against before the
+// e-mail address, for identity providers whose NameID is an opaque id.
+type SSOIDSet struct {
+	// SSOID is the SSO id, lower-cased; empty clears it (the e-mail address
+	// alone maps the technician again).
+	SSOID string `json:"sso_id,omitempty" vigil:"sealed"`
+}
+
+// EventType implements Payload.
+func (SSOIDSet) EventType() string { return "technician.sso_id_set" }
+
 // PasswordChangeRefusal says why a password change was refused.
 type PasswordChangeRefusal string
 

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +155,27 @@ func TestTenantSSOConfiguration(t *testing.T) {
 	if _, err := tn.ConfigureSSO(byAdmin(at(4*time.Second)), domain.SSOConfigured{Protocol: "oidc"}); domain.ErrorCode(err) != domain.CodeInvalid {
 		t.Fatalf("another protocol: %v", err)
 	}
+}
+
+func TestSetSSOID(t *testing.T) {
+	tc := newTech(t, "alice", "support")
+	evs := ok(t)(tc.SetSSOID(byAdmin(at(time.Second)), "00u1a2b3c4d5e6f7g8h9"))
+	wantTypes(t, evs, "technician.sso_id_set")
+	if p := payload[domain.SSOIDSet](t, evs); p.SSOID != "00u1a2b3c4d5e6f7g8h9" {
+		t.Fatalf("payload %+v", p)
+	}
+	// The id is personal: sealed under the technician's key, never in data.
+	if strings.Contains(string(evs[0].Data), "00u1a2b3") || len(evs[0].Personal) != 1 || evs[0].Personal[0].Name != "sso_id" {
+		t.Fatalf("sso_id not sealed: data %s, personal %+v", evs[0].Data, evs[0].Personal)
+	}
+	ok(t)(tc.SetSSOID(byAdmin(at(2*time.Second)), "")) // clearing is recorded too
+	for _, bad := range []string{strings.Repeat("x", domain.MaxSSOIDLength+1), "a\nb", "a\u0085b"} {
+		evs, err := tc.SetSSOID(byAdmin(at(3*time.Second)), bad)
+		wantErr(t, err, domain.CodeInvalid, nil)
+		if len(evs) != 0 {
+			t.Fatalf("%q recorded %d events", bad, len(evs))
+		}
+	}
+	_, err := domain.NewTechnician("t1", "ghost").SetSSOID(byAdmin(at(time.Second)), "x")
+	wantErr(t, err, domain.CodeNotFound, domain.ErrNotFound)
 }

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Technician is the technician aggregate: group membership, account state,
@@ -396,6 +398,24 @@ func (t *Technician) DisableSSO(cmd Cmd, reason string) ([]Event, error) {
 		return nil, nil
 	}
 	return t.one(cmd, SSODisabled{Reason: reason})
+}
+
+// MaxSSOIDLength bounds an SSO id, in characters.
+const MaxSSOIDLength = 256
+
+// SetSSOID records technician.sso_id_set: ssoID (already normalized by the
+// caller) becomes the id SAML logins map to this technician; empty clears
+// it. It returns an error of code invalid for an id longer than
+// MaxSSOIDLength or holding a control character, and the errors of a
+// technician that does not exist or was erased.
+func (t *Technician) SetSSOID(cmd Cmd, ssoID string) ([]Event, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	if utf8.RuneCountInString(ssoID) > MaxSSOIDLength || strings.ContainsFunc(ssoID, unicode.IsControl) {
+		return nil, Errorf(CodeInvalid, "sso_id must be a line of at most %d characters", MaxSSOIDLength)
+	}
+	return t.one(cmd, SSOIDSet{SSOID: ssoID})
 }
 
 // EnableSSO records technician.sso_enabled, or nothing when the SSO id is
