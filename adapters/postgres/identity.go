@@ -191,6 +191,26 @@ func (s *Store) Credential(ctx context.Context, tenant, technicianID string) (se
 	return c, nil
 }
 
+// SetSSOIndex implements service.IdentityStore: nil clears it.
+// domain.ErrConflict when another technician of the tenant has the index,
+// domain.ErrNotFound when there is no such credential.
+func (s *Store) SetSSOIndex(ctx context.Context, tenant, technicianID string, ssoIndex []byte) error {
+	return s.execOne(ctx, fmt.Sprintf("set the SSO id of %s/%s", tenant, technicianID),
+		`UPDATE technician_credentials SET sso_index = $3 WHERE tenant = $1 AND technician_id = $2`, tenant, technicianID, ssoIndex)
+}
+
+// CredentialBySSO implements service.IdentityStore; domain.ErrNotFound
+// when no technician of the tenant has the index.
+func (s *Store) CredentialBySSO(ctx context.Context, tenant string, ssoIndex []byte) (service.Credential, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+credentialColumns+` FROM technician_credentials WHERE tenant = $1 AND sso_index = $2`,
+		tenant, ssoIndex)
+	c, err := pgx.CollectOneRow(rows, scanCredential)
+	if err != nil {
+		return service.Credential{}, notFound(err, "credential of an SSO id in %s", tenant)
+	}
+	return c, nil
+}
+
 // CredentialsByEmail implements service.IdentityStore. It returns the
 // credentials ordered by tenant, and none (no error) for an unknown index.
 func (s *Store) CredentialsByEmail(ctx context.Context, emailIndex []byte) ([]service.Credential, error) {

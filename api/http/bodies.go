@@ -51,6 +51,11 @@ type ssoConfigBody struct {
 	AllowIdPInitiated bool   `json:"allow_idp_initiated"`
 }
 
+// ssoIDBody sets a technician's SSO id; "" clears it.
+type ssoIDBody struct {
+	SSOID string `json:"sso_id" text:"line,256"`
+}
+
 type passwordBody struct {
 	CurrentPassword string `json:"current_password" text:"line,1024"`
 	NewPassword     string `json:"new_password" text:"line,1024"`
@@ -110,6 +115,7 @@ func bodies() []func() any {
 		func() any { return &loginBody{} },
 		func() any { return &totpBody{} },
 		func() any { return &ssoConfigBody{} },
+		func() any { return &ssoIDBody{} },
 		func() any { return &passwordBody{} },
 		func() any { return &sessionBody{} },
 		func() any { return &gdprExportBody{} },

@@ -53,6 +53,7 @@ func (a *ssoAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/sso/saml/{tenant}/acs", a.unauthed(a.ssoACS))
 	mux.HandleFunc("POST /v1/technicians/{id}/sso/disable", a.authed(a.disableSSO))
 	mux.HandleFunc("POST /v1/technicians/{id}/sso/enable", a.authed(a.enableSSO))
+	mux.HandleFunc("PUT /v1/technicians/{id}/sso", a.authed(a.setSSOID))
 	mux.HandleFunc("POST /v1/technicians/{id}/require-password-change", a.authed(a.requirePasswordChange))
 	mux.HandleFunc("POST /v1/auth/password", a.authed(a.changePassword))
 }
@@ -358,6 +359,23 @@ func (a *ssoAPI) disableSSO(w http.ResponseWriter, r *http.Request) error {
 
 func (a *ssoAPI) enableSSO(w http.ResponseWriter, r *http.Request) error {
 	return a.technicianAction(w, r, a.svc.EnableSSO)
+}
+
+func (a *ssoAPI) setSSOID(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var b ssoIDBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	t, err := a.svc.SetTechnicianSSOID(r.Context(), principal(r), id, b.SSOID, eventID(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
 }
 
 func (a *ssoAPI) requirePasswordChange(w http.ResponseWriter, r *http.Request) error {

@@ -122,6 +122,13 @@ type IdentityStore interface {
 	// any tenant (an address may be registered in several).
 	CredentialsByEmail(ctx context.Context, emailIndex []byte) ([]Credential, error)
 	UpdatePassword(ctx context.Context, tenant, technicianID, hash string, at time.Time) error
+	// SetSSOIndex sets the keyed blind index of the technician's SSO id
+	// (nil clears it); domain.ErrConflict when another technician of the
+	// tenant has it, domain.ErrNotFound when there is no such credential.
+	SetSSOIndex(ctx context.Context, tenant, technicianID string, ssoIndex []byte) error
+	// CredentialBySSO returns the credential of tenant whose SSO id has the
+	// index; domain.ErrNotFound when none has.
+	CredentialBySSO(ctx context.Context, tenant string, ssoIndex []byte) (Credential, error)
 	// SetTOTP replaces the enrolled and pending sealed secrets.
 	SetTOTP(ctx context.Context, tenant, technicianID string, secret, pending []byte) error
 	// UseTOTPStep records that a code of time step step (Unix time / 30)

@@ -143,9 +143,10 @@ type SSOLoginRequest struct {
 
 // SSOLogin turns a validated assertion into a technician token, as Login
 // does for a password: the assertion is consumed in the shared replay cache
-// (a second use, on any node, is refused as replayed); the SSO id is the
-// technician's e-mail address, found by its blind index in the tenant; an
-// unknown id is provisioned into the configured group when just-in-time
+// (a second use, on any node, is refused as replayed); the SSO id is
+// looked up first as a technician's SSO id (SetTechnicianSSOID), then as an
+// e-mail address, both by their blind indexes in the tenant; an unknown id
+// that is an e-mail address is provisioned into the configured group when just-in-time
 // provisioning is on. Then the technician's own rules apply (disabled
 // account, disabled SSO id, the group's IP allowlist; the token lives for
 // the group's console inactivity timeout). Every outcome is recorded:
@@ -161,7 +162,7 @@ func (s *Service) SSOLogin(ctx context.Context, req SSOLoginRequest) (LoginResul
 	if !ok || !cfg.Enabled {
 		return LoginResult{}, errNotFound("single sign-on is not configured for tenant %s", req.Tenant)
 	}
-	ssoID := normalizeEmail(req.SSOID)
+	ssoID := normalizeSSOID(req.SSOID)
 	attempt := domain.SSOAttempt{IP: req.IP, SSOID: ssoID, IdPEntityID: cfg.IdPEntityID, AssertionID: req.AssertionID, IdPInitiated: req.IdPInitiated}
 	cred, err := s.ssoCredential(ctx, req.Tenant, ssoID)
 	if err != nil {
@@ -220,11 +221,31 @@ func (s *Service) consumeAssertion(ctx context.Context, req SSOLoginRequest) (bo
 	return s.assertions.ConsumeAssertion(ctx, req.Tenant, req.AssertionID, req.ExpiresAt, s.Now())
 }
 
-// ssoCredential finds the technician of tenant whose e-mail address is
-// ssoID; nil when none is.
+// ssoIDPurpose separates the SSO id blind index from other indexes.
+const ssoIDPurpose = "technician-sso-id"
+
+// normalizeSSOID is the form an SSO id is indexed and compared in:
+// trimmed and lower-cased (as e-mail addresses are; the opaque ids of
+// Entra and Okta do not differ by case alone).
+func normalizeSSOID(id string) string { return strings.ToLower(strings.TrimSpace(id)) }
+
+// ssoCredential finds the technician of tenant whose SSO id is ssoID or,
+// when none has it, whose e-mail address is ssoID; nil when none is. Both
+// are read from the identity store (PostgreSQL), so every node agrees.
 func (s *Service) ssoCredential(ctx context.Context, tenant, ssoID string) (*Credential, error) {
 	if ssoID == "" {
 		return nil, nil
+	}
+	sidx, err := s.crypto.BlindIndex(ctx, ssoIDPurpose, ssoID)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := s.ids.CredentialBySSO(ctx, tenant, sidx)
+	if err == nil {
+		return &cred, nil
+	}
+	if !errors.Is(err, domain.ErrNotFound) {
+		return nil, err
 	}
 	idx, err := s.crypto.BlindIndex(ctx, emailPurpose, ssoID)
 	if err != nil {
@@ -267,11 +288,65 @@ func (s *Service) provision(ctx context.Context, tenant, groupID, email string) 
 	if err != nil {
 		return nil, err
 	}
+	cmd := domain.Cmd{Actor: ssoActor, At: s.Now()}
+	if _, err := s.setSSOID(ctx, tenant, v.ID, email, func() domain.Cmd { return cmd }); err != nil {
+		return nil, fmt.Errorf("store the SSO id of provisioned technician %s: %w", v.ID, err)
+	}
 	cred, err := s.ids.Credential(ctx, tenant, v.ID)
 	if err != nil {
 		return nil, err
 	}
 	return &cred, nil
+}
+
+// SetTechnicianSSOID sets technician id's SSO id (admin only): the value a
+// SAML login's NameID, or the configured attribute, is matched against
+// before e-mail addresses. It is stored normalized (trimmed, lower-cased)
+// as a keyed blind index in the identity store and recorded, sealed, by
+// technician.sso_id_set; "" clears it. Errors: invalid for an id over 256
+// characters or with a control character, conflict when another
+// technician of the tenant has the id, not_found, subject_erased.
+func (s *Service) SetTechnicianSSOID(ctx context.Context, p Principal, id, ssoID string, eventID [16]byte) (TechnicianView, error) {
+	if err := requireAdmin(p); err != nil {
+		return TechnicianView{}, err
+	}
+	return s.setSSOID(ctx, p.Tenant, id, normalizeSSOID(ssoID), func() domain.Cmd { return s.cmd(p, eventID) })
+}
+
+// setSSOID stores the index, then records the event (as a password hash is
+// stored before its event: a crash between the two leaves the id in force
+// without its event, which setting it again records).
+func (s *Service) setSSOID(ctx context.Context, tenant, id, ssoID string, cmd func() domain.Cmd) (TechnicianView, error) {
+	var idx []byte
+	if ssoID != "" {
+		var err error
+		if idx, err = s.crypto.BlindIndex(ctx, ssoIDPurpose, ssoID); err != nil {
+			return TechnicianView{}, err
+		}
+	}
+	return retry(ctx, func() (TechnicianView, error) {
+		t, err := s.loadTechnician(ctx, tenant, id)
+		if err != nil {
+			return TechnicianView{}, err
+		}
+		c := cmd()
+		events, err := t.SetSSOID(c, ssoID)
+		if err != nil {
+			return TechnicianView{}, err
+		}
+		if err := s.ids.SetSSOIndex(ctx, tenant, id, idx); err != nil {
+			if errors.Is(err, domain.ErrConflict) {
+				return TechnicianView{}, &domain.Error{Code: domain.CodeConflict, Message: "another technician of the tenant has this sso_id", Err: domain.ErrConflict}
+			}
+			return TechnicianView{}, err
+		}
+		if _, err := s.commit(ctx, t, events, nil); err != nil {
+			return TechnicianView{}, err
+		}
+		v := technicianView(t)
+		v.Locked = t.Locked(c.At)
+		return v, nil
+	})
 }
 
 // RecordSSOFailure records technician.sso_login_failed on the tenant's
