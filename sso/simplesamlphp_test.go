@@ -440,6 +440,18 @@ func TestSimpleSAMLphpLogin(t *testing.T) {
 			t.Fatalf("SSO id from uid: %v", h.values)
 		}
 		assertTenantFailure(t, w, domain.SSOUnknownUser)
+		// Once an admin sets "bob" as bob's SSO id (distinct from his
+		// e-mail address), the same attribute of the real IdP maps him.
+		if r := w.do("PUT", "/v1/technicians/"+w.bob+"/sso", w.admin, map[string]any{"sso_id": "bob"}); r.status != http.StatusOK {
+			t.Fatalf("set bob's SSO id: %d %s", r.status, r.raw)
+		}
+		b = newBrowser(t)
+		if h := b.post(b.loginAtIdP(launch, "bob", "bob-pass")); h.values.Get("technician_id") != w.bob || h.values.Get("token") == "" {
+			t.Fatalf("SSO id from uid, set as bob's: %v", h.values)
+		}
+		if s := w.events("technician-"+w.bob, "technician.sso_login_succeeded"); field(t, s[len(s)-1], "sso_id") != "bob" {
+			t.Fatalf("bob's login by his SSO id: %+v", s[len(s)-1])
+		}
 		configure("email")
 		b = newBrowser(t)
 		h := b.post(b.loginAtIdP(launch, "bob", "bob-pass"))
