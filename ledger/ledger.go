@@ -56,11 +56,19 @@ type Options struct {
 	// Durability, when set, limits checkpoints to events durable beyond
 	// the database primary (durable.go; VIGIL_CHECKPOINT_DURABILITY).
 	Durability Durability
+	// OutcomeWindow is how long a commit whose outcome was lost with its
+	// connection (ErrOutcomeUnknown, as in a database failover) is retried
+	// with the same event ids before its callers get the error (default
+	// 15 s, longer than a Patroni failover; negative: not retried).
+	OutcomeWindow time.Duration
 }
 
 func (o *Options) defaults() {
 	if o.MaxBatchEvents <= 0 {
 		o.MaxBatchEvents = 2000
+	}
+	if o.OutcomeWindow == 0 {
+		o.OutcomeWindow = 15 * time.Second
 	}
 	if o.QueueLength <= 0 {
 		o.QueueLength = 4096
@@ -383,10 +391,18 @@ func (l *Ledger) ack(batch []*pending, err error) {
 }
 
 // commit runs one transaction, retrying a few times when the store fails as
-// a whole before anything could be committed (a dropped connection).
+// a whole (a dropped connection). When the outcome of a COMMIT was lost with
+// its connection (ErrOutcomeUnknown: the events may be stored), it goes on
+// retrying with the same event ids until the database answers again or
+// OutcomeWindow has passed: the retry either finds the events stored (and
+// answers them, as for any idempotent retry) or stores them, so the callers
+// get the outcome instead of an error after which they could not tell.
 func (l *Ledger) commit(ctx context.Context, reqs []*AppendRequest) error {
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	var (
+		err     error
+		unknown time.Time // when an outcome was first lost
+	)
+	for attempt := 0; ; attempt++ {
 		for _, r := range reqs {
 			r.Err = nil
 		}
@@ -394,12 +410,29 @@ func (l *Ledger) commit(ctx context.Context, reqs []*AppendRequest) error {
 		err = l.store.Commit(cctx, reqs)
 		cancel()
 		if err == nil {
+			if !unknown.IsZero() {
+				l.opts.Logger.Info("ledger commit outcome resolved by event ids", "after", time.Since(unknown).Round(time.Millisecond))
+			}
 			return nil
 		}
 		l.opts.Logger.Warn("ledger commit failed", "attempt", attempt+1, "err", err)
-		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		if errors.Is(err, ErrOutcomeUnknown) && unknown.IsZero() {
+			unknown = time.Now()
+		}
+		pause := time.Duration(attempt+1) * 50 * time.Millisecond
+		switch {
+		case attempt < 2:
+		case !unknown.IsZero() && l.opts.OutcomeWindow > 0 && time.Since(unknown) < l.opts.OutcomeWindow && ctx.Err() == nil:
+			pause = 250 * time.Millisecond
+		default:
+			return fmt.Errorf("append: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("append: %w", err)
+		case <-time.After(pause):
+		}
 	}
-	return fmt.Errorf("append: %w", err)
 }
 
 // ReadStream returns the events of stream with version above after, with

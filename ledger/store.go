@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 
 	"github.com/vigilhq/vigil/domain"
 	"golang.org/x/mod/sumdb/tlog"
@@ -46,7 +47,8 @@ type Store interface {
 	// failures leave the other requests to commit. Commit returns an error
 	// only when the transaction as a whole failed; then no request was
 	// written, unless the failure was in the commit itself, in which case
-	// the outcome is unknown and a retry with the same event ids is safe.
+	// the outcome is unknown, the error wraps ErrOutcomeUnknown, and a
+	// retry with the same event ids is safe.
 	Commit(ctx context.Context, reqs []*AppendRequest) error
 
 	// ReadStream returns the events of stream in tenant with version above
@@ -125,3 +127,10 @@ type HashReader struct {
 func (r HashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return r.Store.ReadHashes(r.Ctx, r.Tenant, indexes)
 }
+
+// ErrOutcomeUnknown is wrapped by Store.Commit's error when the connection
+// was lost after COMMIT may have reached the server: the events may be
+// stored or not. The ledger resolves it by retrying with the same event ids
+// (a request whose ids are all stored gets the stored events back) until
+// the database answers again, within Options.OutcomeWindow.
+var ErrOutcomeUnknown = errors.New("commit outcome unknown")

@@ -313,7 +313,8 @@ func (s *Store) commitFast(ctx context.Context, conn *pgx.Conn, reqs []*ledger.A
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("commit: %w", translate(err))
+		// The whole batch, COMMIT included, may have reached the server.
+		return false, fmt.Errorf("commit: %w", outcomeUnknown(translate(err)))
 	}
 	*inTx = false
 	if conn.PgConn().TxStatus() != 'I' {
@@ -606,7 +607,7 @@ func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledge
 	// the transaction then only commits its reads.
 	b.Queue(`COMMIT`)
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("commit: %w", translate(err))
+		return fmt.Errorf("commit: %w", outcomeUnknown(translate(err)))
 	}
 	*inTx = false
 	if conn.PgConn().TxStatus() != 'I' {

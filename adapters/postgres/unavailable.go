@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/vigilhq/vigil/domain"
+	"github.com/vigilhq/vigil/ledger"
 )
 
 // unavailable wraps err with domain.ErrUnavailable when it says that the
@@ -66,4 +67,16 @@ func acquireFailed(err error) error {
 		return fmt.Errorf("%w: no database connection in time: %w", domain.ErrUnavailable, err)
 	}
 	return unavailable(err)
+}
+
+// outcomeUnknown marks err with ledger.ErrOutcomeUnknown when it is a lost
+// connection, returned by a round trip that carried COMMIT: the server may
+// have committed before the answer was lost (a failover, issue 16), so the
+// ledger retries with the same event ids to learn which. A refusal by the
+// server is a known outcome and stays as it is.
+func outcomeUnknown(err error) error {
+	if err == nil || !connectionLost(err) || errors.Is(err, ledger.ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ledger.ErrOutcomeUnknown, err)
 }
