@@ -205,12 +205,24 @@ func TestSimulateThroughGatewayRegistry(t *testing.T) {
 			"--sessions", "16", "--concurrency", "4", "--seed", "5", "--quiet", "--relay", addrB, "--p2p-timeout", "200ms", "--media-key", mediaKey["key"]}, env, &out, io.Discard)
 		done <- result{out.String(), err}
 	}()
-	waitUntil(t, "gw-a carrying sessions", func() bool { return connectedOn()["gw-a"] >= 4 })
+	// Kill gw-a once it carries a pair, while the run goes on. No clock
+	// decides here (a loaded machine only makes the run longer): only the
+	// run ending first, which would mean gw-a was never chosen.
+	var res result
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for connectedOn()["gw-a"] < 2 {
+		select {
+		case res = <-done:
+			t.Fatalf("simulate ended before gw-a carried a pair (relay_connected by gateway: %v):\n%s", connectedOn(), res.out)
+		case <-tick.C:
+		}
+	}
 	if err := nodeA.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = nodeA.Wait()
-	res := <-done
+	res = <-done
 	if res.err != nil {
 		t.Fatalf("simulate: %v\n%s\nserver log:\n%s", res.err, res.out, serveLogs.String())
 	}
