@@ -415,6 +415,25 @@ func (s *Store) TechnicianPerformance(ctx context.Context, tenant string, from, 
 		FROM rpt_technician_daily WHERE `+w.String()+` ORDER BY day, technician_id`, w.args...)
 }
 
+// SessionTimes implements gql.Reports.
+func (s *Store) SessionTimes(ctx context.Context, tenant string, from, to time.Time) ([]gql.SessionDay, error) {
+	return query(ctx, s, "session times", func(row pgx.CollectableRow) (gql.SessionDay, error) {
+		var d gql.SessionDay
+		err := row.Scan(&d.Day, &d.Sessions, &d.AvgWaitingSeconds, &d.AvgPickupSeconds)
+		d.Day = time.Date(d.Day.Year(), d.Day.Month(), d.Day.Day(), 0, 0, 0, 0, time.UTC)
+		return d, err
+	}, `SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*)::int, avg(waiting_s), avg(pickup_s)
+		FROM rpt_sessions WHERE tenant = $1 AND created_at >= $2 AND created_at < $3
+		GROUP BY 1 ORDER BY 1`,
+		tenant, dayStart(from), dayStart(to).AddDate(0, 0, 1))
+}
+
+// dayStart is the start of t's UTC day.
+func dayStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
 // ProjectionStatus implements gql.Reports.
 func (s *Store) ProjectionStatus(ctx context.Context) ([]gql.ProjectionState, error) {
 	if s.opts.LogHead != nil {

@@ -138,3 +138,37 @@ func TestReportsStatusAndPerformance(t *testing.T) {
 		t.Errorf("performance: %+v, %v", days, err)
 	}
 }
+
+// TestReportsSessionTimes: the console's waiting and pickup chart averages
+// the sessions created on each UTC day, only those with a sample, only the
+// tenant's, only the days asked.
+func TestReportsSessionTimes(t *testing.T) {
+	st, exec := newReports(t)
+	ctx := context.Background()
+	day := time.Date(2025, 3, 14, 0, 0, 0, 0, time.UTC)
+	for i, s := range []struct {
+		tenant          string
+		created         time.Time
+		waiting, pickup any
+	}{
+		{"t1", day.Add(1 * time.Hour), 10.0, 20.0},
+		{"t1", day.Add(23 * time.Hour), 30.0, 40.0},
+		{"t1", day.Add(2 * time.Hour), nil, nil},              // never picked up
+		{"t1", day.AddDate(0, 0, 1).Add(time.Hour), 5.0, 6.0}, // the next day
+		{"t1", day.AddDate(0, 0, 3), 1.0, 1.0},                // after the range
+		{"t2", day.Add(time.Hour), 1000.0, 1000.0},            // another tenant
+	} {
+		exec(`INSERT INTO rpt_sessions (tenant, guid, status, queue, group_id, technician_id, owner_id, created_at,
+			waiting_s, pickup_s, customer_email_idx, created_position, last_position)
+			VALUES ($1, $2, 'closed', 'shared', 'g', 'alice', 'alice', $3, $4, $5, $6, $7, $7)`,
+			s.tenant, fmt.Sprintf("s%d", i), s.created, s.waiting, s.pickup, []byte{byte(i)}, i+1)
+	}
+	days, err := st.SessionTimes(ctx, "t1", day, day.AddDate(0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(days) != 2 || days[0].Day != day || days[0].Sessions != 3 || *days[0].AvgWaitingSeconds != 20 || *days[0].AvgPickupSeconds != 30 ||
+		days[1].Sessions != 1 || *days[1].AvgWaitingSeconds != 5 {
+		t.Errorf("session times: %+v", days)
+	}
+}

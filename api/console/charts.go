@@ -102,9 +102,10 @@ func trimFloat(v float64) string {
 	return fmt.Sprintf("%.3g", v)
 }
 
-// charts draws the last chartDays days: sessions per day and pickup
-// times (from the technician performance rows), consents granted against
-// denied, lockouts and refused actions (counts per day).
+// charts draws the last chartDays days: sessions per day (from the
+// technician performance rows), average waiting and pickup times (from the
+// sessions report), consents granted against denied, lockouts and refused
+// actions (counts per day).
 func (c *Console) charts(w http.ResponseWriter, r *http.Request, rc *reqctx) error {
 	ctx := r.Context()
 	t := rc.p.Tenant
@@ -120,22 +121,29 @@ func (c *Console) charts(w http.ResponseWriter, r *http.Request, rc *reqctx) err
 	if err != nil {
 		return err
 	}
-	sessions, pickup := make([]float64, chartDays), make([]float64, chartDays)
-	pickN := make([]float64, chartDays)
+	sessions := make([]float64, chartDays)
 	for _, p := range perf {
 		i := int(p.Day.Sub(first).Hours() / 24)
 		if i < 0 || i >= chartDays {
 			continue
 		}
 		sessions[i] += float64(p.Sessions)
-		if p.AvgPickupSeconds != nil {
-			pickup[i] += *p.AvgPickupSeconds * float64(p.Sessions)
-			pickN[i] += float64(p.Sessions)
-		}
 	}
-	for i := range pickup {
-		if pickN[i] > 0 {
-			pickup[i] /= pickN[i]
+	times, err := c.opts.Reports.SessionTimes(ctx, t, first, today)
+	if err != nil {
+		return err
+	}
+	waiting, pickup := make([]float64, chartDays), make([]float64, chartDays)
+	for _, d := range times {
+		i := int(d.Day.Sub(first).Hours() / 24)
+		if i < 0 || i >= chartDays {
+			continue
+		}
+		if d.AvgWaitingSeconds != nil {
+			waiting[i] = *d.AvgWaitingSeconds
+		}
+		if d.AvgPickupSeconds != nil {
+			pickup[i] = *d.AvgPickupSeconds
 		}
 	}
 	count := func(f func(from, to time.Time) (int, error)) ([]float64, error) {
@@ -174,7 +182,8 @@ func (c *Console) charts(w http.ResponseWriter, r *http.Request, rc *reqctx) err
 	}
 	charts := []*chart{
 		{ID: "sessions-per-day", Title: "Sessions per day", Labels: labels, Series: []series{{Name: "sessions", Color: "#0b5cad", Values: sessions}}},
-		{ID: "pickup", Title: "Average pickup time per day (seconds)", Labels: labels, Series: []series{{Name: "pickup (s)", Color: "#7a4fb5", Values: pickup}}},
+		{ID: "pickup", Title: "Average waiting and pickup times per day (seconds)", Labels: labels, Series: []series{
+			{Name: "waiting (s)", Color: "#0b7f8a", Values: waiting}, {Name: "pickup (s)", Color: "#7a4fb5", Values: pickup}}},
 		{ID: "consents", Title: "Consents granted and denied per day", Labels: labels, Series: []series{
 			{Name: "granted", Color: "#1e7b34", Values: granted}, {Name: "denied", Color: "#b3261e", Values: denied}}},
 		{ID: "refusals", Title: "Lockouts and refused actions per day", Labels: labels, Series: []series{

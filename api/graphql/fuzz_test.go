@@ -176,6 +176,9 @@ func (emptyReports) CountWebhookDeliveries(context.Context, string, WebhookDeliv
 func (emptyReports) TechnicianPerformance(context.Context, string, time.Time, time.Time, string) ([]TechnicianDay, error) {
 	return nil, nil
 }
+func (emptyReports) SessionTimes(context.Context, string, time.Time, time.Time) ([]SessionDay, error) {
+	return nil, nil
+}
 func (emptyReports) ProjectionStatus(context.Context) ([]ProjectionState, error) { return nil, nil }
 func (emptyReports) LatestCheckpoint(context.Context, string) (ledger.Checkpoint, error) {
 	return ledger.Checkpoint{}, domain.ErrNotFound

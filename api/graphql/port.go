@@ -65,6 +65,10 @@ type Reports interface {
 	// with from <= day <= to (dates), by day then technician; only
 	// technicianID's when it is set.
 	TechnicianPerformance(ctx context.Context, tenant string, from, to time.Time, technicianID string) ([]TechnicianDay, error)
+	// SessionTimes returns, per UTC day of creation with from <= day <= to
+	// (dates) that has sessions, the average waiting time (customer
+	// connected → picked up) and pickup time (created → picked up), by day.
+	SessionTimes(ctx context.Context, tenant string, from, to time.Time) ([]SessionDay, error)
 	// ProjectionStatus returns every projection's position and the ledger
 	// head. It is not scoped to a tenant: positions are global.
 	ProjectionStatus(ctx context.Context) ([]ProjectionState, error)
@@ -275,6 +279,15 @@ type TechnicianDay struct {
 	AvgPickupSeconds   *float64
 	AvgDurationSeconds *float64
 	Transfers          int
+}
+
+// SessionDay is one day of SessionTimes.
+type SessionDay struct {
+	Day      time.Time
+	Sessions int
+	// AvgWaitingSeconds and AvgPickupSeconds are nil without samples.
+	AvgWaitingSeconds *float64
+	AvgPickupSeconds  *float64
 }
 
 // Recording is a row of rpt_recordings, or of recording_objects for a

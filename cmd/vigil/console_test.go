@@ -422,6 +422,9 @@ func TestConsoleInChromium(t *testing.T) {
 		if got := admin.eval(`document.querySelector("#consents table").textContent`); !strings.Contains(got, "granted") {
 			t.Fatalf("consents chart table: %q", got)
 		}
+		if got := admin.eval(`document.querySelector("#pickup table").textContent`); !strings.Contains(got, "waiting") || !strings.Contains(got, "pickup") {
+			t.Fatalf("waiting and pickup chart table: %q", got)
+		}
 		// Two consents granted per session today: the chart's numbers say so.
 		if got := admin.eval(`document.querySelector("#consents tbody tr:last-child").textContent`); !strings.Contains(got, "4") {
 			t.Fatalf("today's consents: %q", got)
