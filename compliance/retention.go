@@ -184,7 +184,7 @@ func (j *RetentionJob) policy(ctx context.Context, tenant string) (domain.Retent
 		return domain.DefaultRetention, nil
 	}
 	r := t.Retention()
-	if r.OnlineDays <= 0 || r.ArchiveDays <= 0 {
+	if r.OnlineDays <= 0 || r.ArchiveDays < 0 {
 		return domain.DefaultRetention, nil
 	}
 	return r, nil

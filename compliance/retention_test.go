@@ -115,3 +115,26 @@ func TestRetentionMovesThroughArchiveToShredded(t *testing.T) {
 	w.checkGone(sc, customerName, customerEmail, chatText, customerIP, "Other Person", "unrelated chat")
 	w.verifyLog()
 }
+
+// TestRetentionFollowsChangedPeriods: periods changed by an admin
+// (tenant.retention_changed) are those the job applies from its next round,
+// and no archive period shreds right after archiving.
+func TestRetentionFollowsChangedPeriods(t *testing.T) {
+	w := newWorld(t)
+	sc := w.scenario()
+	ctx := context.Background()
+	job := compliance.NewRetentionJob(compliance.RetentionConfig{Pool: w.db.Pool, Ledger: w.ledger, Blobs: w.blobs, Now: w.clock.Now})
+	w.clock.Add(2 * 24 * time.Hour)
+	if rep, err := job.RunOnce(ctx); err != nil || rep != (compliance.RetentionReport{}) {
+		t.Fatalf("within the default 730 days: %+v %v", rep, err)
+	}
+	if _, err := w.svc.ChangeRetention(ctx, w.admin, domain.Retention{OnlineDays: 1, ArchiveDays: 0}, [16]byte{}); err != nil {
+		t.Fatal(err)
+	}
+	// One day online and no archive: archived, then shredded in the same round.
+	rep, err := job.RunOnce(ctx)
+	w.must(err)
+	if rep.Archived != 2 || rep.Purged != 2 {
+		t.Fatalf("after the change to one day online and no archive: %+v, want both sessions archived and shredded (session %s)", rep, sc.session)
+	}
+}

@@ -90,6 +90,7 @@ func buildCatalogue() *Registry {
 		IPAllowlistChanged{},
 		// tenant-<id>
 		TenantCreated{},
+		TenantRetentionChanged{},
 		SigningKeyAdded{},
 		GatewayRegistered{},
 		GatewayDown{},

@@ -66,7 +66,7 @@ func TestCatalogueRequiredTypes(t *testing.T) {
 		"technician.unlocked", "technician.password_changed", "technician.password_change_required",
 		"technician.two_factor_enrolled", "technician.logged_out", "technician.disabled", "technician.group_changed",
 		"group.created", "group.permissions_changed", "group.policy_changed", "group.ip_allowlist_changed",
-		"tenant.created",
+		"tenant.created", "tenant.retention_changed",
 		"tenant.signing_key_added",
 		"tenant.gateway_registered", "tenant.gateway_down", "tenant.gateway_up",
 		"tenant.sso_configured", "technician.sso_login_succeeded", "technician.sso_login_failed",

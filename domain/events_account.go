@@ -242,6 +242,19 @@ type TenantCreated struct {
 // EventType implements Payload.
 func (TenantCreated) EventType() string { return "tenant.created" }
 
+// TenantRetentionChanged records new retention periods for the tenant's
+// closed sessions, set by an admin; the retention worker applies them from
+// its next round to every closed session not archived yet.
+type TenantRetentionChanged struct {
+	// Retention are the new retention periods.
+	Retention Retention `json:"retention"`
+	// Previous are the periods they replace.
+	Previous Retention `json:"previous"`
+}
+
+// EventType implements Payload.
+func (TenantRetentionChanged) EventType() string { return "tenant.retention_changed" }
+
 // SigningKeyAdded records that the log accepts a new checkpoint signing key,
 // from `vigil keys rotate-signing`. It is written to every tenant's stream
 // and covered by a checkpoint signed by the key accepted until then, so that

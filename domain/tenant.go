@@ -110,6 +110,27 @@ func (t *Tenant) Create(cmd Cmd, name, region string, retention Retention) ([]Ev
 	return []Event{e}, nil
 }
 
+// ChangeRetention records tenant.retention_changed; nothing when the
+// periods are those in force. Periods must be at least one day online and
+// no negative archive period. It returns an error of code not_found for a
+// tenant that does not exist and invalid for bad periods.
+func (t *Tenant) ChangeRetention(cmd Cmd, retention Retention) ([]Event, error) {
+	if !t.created {
+		return nil, coded(CodeNotFound, ErrNotFound, "tenant %s does not exist", t.id)
+	}
+	if retention.OnlineDays < 1 || retention.ArchiveDays < 0 {
+		return nil, Errorf(CodeInvalid, "retention: want at least one day online and no negative archive period")
+	}
+	if retention == t.retention {
+		return nil, nil
+	}
+	e, err := t.record(cmd, TenantRetentionChanged{Retention: retention, Previous: t.retention}, t.apply)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{e}, nil
+}
+
 func validRegion(r string) bool {
 	if r == "" || len(r) > 63 || r[0] == '-' || r[len(r)-1] == '-' {
 		return false
@@ -129,6 +150,8 @@ func (t *Tenant) apply(_ Event, p Payload) {
 		t.created = true
 		t.name = p.Name
 		t.region = p.Region
+		t.retention = p.Retention
+	case TenantRetentionChanged:
 		t.retention = p.Retention
 	case SSOConfigured:
 		c := p

@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -445,9 +446,10 @@ func (c *Console) webhookReplay(w http.ResponseWriter, r *http.Request, rc *reqc
 }
 
 type tenantPage struct {
-	ID, Name, Region string
-	Retention        []kv
-	Events           []service.TimelineEvent
+	ID, Name, Region        string
+	Retention               []kv
+	OnlineDays, ArchiveDays int
+	Events                  []service.TimelineEvent
 }
 
 // tenant shows the tenant's settings as its stream records them.
@@ -460,18 +462,41 @@ func (c *Console) tenant(w http.ResponseWriter, r *http.Request, rc *reqctx) err
 		return err
 	}
 	d := tenantPage{ID: rc.p.Tenant}
+	var ret domain.Retention
 	for _, e := range evs {
-		if e.Type != "tenant.created" {
-			continue
-		}
-		var tc domain.TenantCreated
-		if json.Unmarshal(e.Data, &tc) == nil {
-			d.Name, d.Region = tc.Name, tc.Region
-			raw, _ := json.Marshal(tc.Retention)
-			d.Retention = fields(raw)
+		switch e.Type {
+		case "tenant.created":
+			var tc domain.TenantCreated
+			if json.Unmarshal(e.Data, &tc) == nil {
+				d.Name, d.Region, ret = tc.Name, tc.Region, tc.Retention
+			}
+		case "tenant.retention_changed":
+			var rc domain.TenantRetentionChanged
+			if json.Unmarshal(e.Data, &rc) == nil {
+				ret = rc.Retention
+			}
 		}
 	}
+	raw, _ := json.Marshal(ret)
+	d.Retention = fields(raw)
+	d.OnlineDays, d.ArchiveDays = ret.OnlineDays, ret.ArchiveDays
 	d.Events = service.ToTimeline(evs, true)
 	c.render(w, r, rc, http.StatusOK, "tenant", "Tenant settings", d)
+	return nil
+}
+
+// tenantRetention sets the tenant's retention periods through the same
+// service command as PUT /v1/tenant/retention (tenant.retention_changed).
+func (c *Console) tenantRetention(w http.ResponseWriter, r *http.Request, rc *reqctx) error {
+	online, err1 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("online_days")))
+	archive, err2 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("archive_days")))
+	if err1 != nil || err2 != nil {
+		return domain.Errorf(domain.CodeInvalid, "retention periods are whole numbers of days")
+	}
+	got, err := c.opts.Service.ChangeRetention(r.Context(), rc.p, domain.Retention{OnlineDays: online, ArchiveDays: archive}, [16]byte{})
+	if err != nil {
+		return err
+	}
+	done(w, r, Prefix+"admin/tenant", fmt.Sprintf("Retention set: %d days online, then %d days archived.", got.OnlineDays, got.ArchiveDays))
 	return nil
 }

@@ -207,6 +207,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"admin/webhooks", c.page("webhooks.create", adminOnly, c.webhookCreate))
 	m.HandleFunc("POST "+Prefix+"admin/webhooks/{id}/replay", c.page("webhooks.replay", adminOnly, c.webhookReplay))
 	m.HandleFunc("GET "+Prefix+"admin/tenant", c.page("tenant", adminOnly, c.tenant))
+	m.HandleFunc("POST "+Prefix+"admin/tenant/retention", c.page("tenant.retention", adminOnly, c.tenantRetention))
 	m.HandleFunc("GET "+Prefix+"dpo", c.page("dpo", adminOnly, c.dpo))
 	m.HandleFunc("POST "+Prefix+"dpo/export", c.page("dpo.export", adminOnly, c.dpoExport))
 	m.HandleFunc("POST "+Prefix+"dpo/erasures", c.page("dpo.erase", adminOnly, c.dpoErase))

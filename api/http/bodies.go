@@ -123,6 +123,7 @@ func bodies() []func() any {
 		func() any { return &replayBody{} },
 		func() any { return &relayAuthorizeBody{} },
 		func() any { return &relayClosedBody{} },
+		func() any { return &retentionBody{} },
 		func() any { return &webhooks.NewSubscription{} },
 		func() any { return &webhooks.SubscriptionChange{} },
 		func() any { p := domain.DefaultGroupPolicy(); return &p },

@@ -115,6 +115,7 @@ func New(opts Options) http.Handler {
 		a.recordingsRoutes(mux)
 		a.webhooksRoutes(mux)
 		a.relayRoutes(mux)
+		a.tenantRoutes(mux)
 		a.gatewayRoutes(mux)
 		a.lensRoutes(mux)
 		a.ssoRoutes(mux, opts.PublicURL, opts.SSOMetadataClient)

@@ -623,7 +623,7 @@ func TestConsoleInChromium(t *testing.T) {
 		// keeps the skip link and one main landmark.
 		for _, path := range []string{"/console/sessions", "/console/sessions/" + w.adaSession, "/console/logins", "/console/performance",
 			"/console/charts", "/console/audit", "/console/admin/groups", "/console/admin/technicians", "/console/admin/keys",
-			"/console/admin/webhooks", "/console/dpo"} {
+			"/console/admin/webhooks", "/console/admin/tenant", "/console/dpo"} {
 			admin.open(path)
 			if got := admin.eval(`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")].filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name).join(",")`); got != "" {
 				t.Errorf("%s: controls without a label: %s", path, got)
@@ -635,6 +635,17 @@ func TestConsoleInChromium(t *testing.T) {
 		admin.open("/console/admin/tenant")
 		if admin.text("#region") == "" {
 			t.Fatal("no region")
+		}
+		// Retention changed in the form: the same command, and event, as PUT /v1/tenant/retention.
+		admin.do(chromedp.SetValue(chromedp.CSS("#online_days"), "90"), chromedp.SetValue(chromedp.CSS("#archive_days"), "365"))
+		admin.eval(`window.vigilOld = true; ""`)
+		admin.do(chromedp.Click(chromedp.CSS("#retention-form button[type=submit]")))
+		admin.waitFor(`!window.vigilOld && document.querySelector(".flash, .error")`)
+		if got := admin.text("main"); !strings.Contains(got, "Retention set: 90 days online, then 365 days archived") || !strings.Contains(got, "tenant.retention_changed") {
+			t.Fatalf("retention change: %q", got)
+		}
+		if got := admin.eval(`document.querySelector("#online_days").value + "/" + document.querySelector("#archive_days").value`); got != "90/365" {
+			t.Fatalf("retention form after the change: %s", got)
 		}
 		admin.shot("tenant")
 	})
