@@ -31,17 +31,7 @@ build:
 ## fuzz: run each fuzz target for a while (FUZZTIME=30s)
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzLeafRoundTrip -fuzztime=$(FUZZTIME) ./ledger/
-	$(GO) test -run=^$$ -fuzz=FuzzDecodeEvent -fuzztime=$(FUZZTIME) ./domain/
-	$(GO) test -run=^$$ -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./domain/service/
-	$(GO) test -run=^$$ -fuzz=FuzzDecodeBody -fuzztime=$(FUZZTIME) ./api/http/
-	$(GO) test -run=^$$ -fuzz=FuzzQuery -fuzztime=$(FUZZTIME) ./api/graphql/
-	$(GO) test -run=^$$ -fuzz=FuzzHello -fuzztime=$(FUZZTIME) ./relay/
-	$(GO) test -run=^$$ -fuzz=FuzzProxyHeader -fuzztime=$(FUZZTIME) ./relay/
-	$(GO) test -run=^$$ -fuzz=FuzzStreamNames -fuzztime=$(FUZZTIME) ./adapters/eventstoredb/
-	$(GO) test -run=^$$ -fuzz=FuzzVerifyBundle -fuzztime=$(FUZZTIME) ./compliance/
-	$(GO) test -run=^$$ -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./projections/
-	$(GO) test -run=^$$ -fuzz=FuzzValidate -fuzztime=$(FUZZTIME) ./sso/
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz
 
 ## bench: the benchmarks of docs/performance.md
 bench:
