@@ -40,24 +40,7 @@ func (s *lostAnswers) Commit(ctx context.Context, reqs []*ledger.AppendRequest) 
 func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, err := ledger.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, "vigil.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mk, signer, verifier := lostAnswersKeys(t)
 	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
 	t.Cleanup(st.Close)
 	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test"})
@@ -109,11 +92,7 @@ func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 func TestOutcomeUnknownWindowEnds(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
+	mk, signer, _ := lostAnswersKeys(t)
 	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
 	t.Cleanup(st.Close)
 	st.lose.Store(1 << 20)
@@ -125,4 +104,28 @@ func TestOutcomeUnknownWindowEnds(t *testing.T) {
 	if !errors.Is(err, ledger.ErrOutcomeUnknown) {
 		t.Fatalf("append with every answer lost: %v, want ErrOutcomeUnknown", err)
 	}
+}
+
+// lostAnswersKeys makes a master key and a checkpoint signer with its verifier.
+func lostAnswersKeys(t *testing.T) (ledger.MasterKey, note.Signer, note.Verifier) {
+	t.Helper()
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	mk, err := ledger.NewMasterKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, "vigil.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mk, signer, verifier
 }
