@@ -50,6 +50,7 @@ type Runner struct {
 	projections  []Projection
 	batch        int
 	logger       *slog.Logger
+	linger       time.Duration
 	afterRebuild func(ctx context.Context, tx pgx.Tx) (int64, error)
 }
 
@@ -59,6 +60,12 @@ type Options struct {
 	Batch int
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// Linger is how long Run waits, once the log woke it, before it
+	// catches up, so that one transaction applies what arrives meanwhile
+	// (default 0: at once). Under load every append wakes the runner; a
+	// few milliseconds turn batches of a handful of events into batches of
+	// dozens, each costing its position lock, reads and commit once.
+	Linger time.Duration
 	// AfterRebuild, when set, runs in a rebuild's transaction once every
 	// event is applied, before the commit: it removes again what erasures
 	// and retention removed from the projections
@@ -74,7 +81,8 @@ func NewRunner(pool *pgxpool.Pool, log ledger.Store, opts Options, projections .
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runner{pool: pool, log: log, projections: projections, batch: opts.Batch, logger: opts.Logger, afterRebuild: opts.AfterRebuild}
+	return &Runner{pool: pool, log: log, projections: projections, batch: opts.Batch, logger: opts.Logger,
+		linger: max(opts.Linger, 0), afterRebuild: opts.AfterRebuild}
 }
 
 // Projections returns the runner's projections.
@@ -207,14 +215,31 @@ func (r *Runner) Run(ctx context.Context) error {
 		backoff = 100 * time.Millisecond
 		head, err := r.log.Head(ctx)
 		if err == nil && head > seen {
+			// Something arrived while catching up: take it now when it is
+			// a backlog, after the linger when it is the live tail.
+			if head-seen < int64(r.batch) {
+				r.lingerFor(ctx)
+			}
 			seen = head
-			continue // something arrived while catching up
+			continue
 		}
 		if err := r.log.WaitForAppend(ctx, seen); err != nil && ctx.Err() == nil {
 			r.logger.Warn("projections: wait", "err", err)
 		}
+		r.lingerFor(ctx)
 	}
 	return ctx.Err()
+}
+
+// lingerFor waits r.linger, or until ctx ends.
+func (r *Runner) lingerFor(ctx context.Context) {
+	if r.linger <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(r.linger):
+	}
 }
 
 // Rebuild replays p from position 0 in one transaction: the old rows stay

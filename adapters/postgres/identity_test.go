@@ -622,8 +622,10 @@ func TestIdempotency(t *testing.T) {
 		if n != 2 {
 			t.Errorf("purged %d, want 2 (created before the cutoff)", n)
 		}
+		// Another request's hash: a stale running claim is taken over
+		// only by a repeat of its own request (TestIdempotencyStaleClaim).
 		for i, wantWon := range []bool{true, true, false, false} {
-			if _, won := claim(t, service.IdempotencyKey{Tenant: "acme", Principal: "p", Key: fmt.Sprint(i)}, hash, t0); won != wantWon {
+			if _, won := claim(t, service.IdempotencyKey{Tenant: "acme", Principal: "p", Key: fmt.Sprint(i)}, []byte("another request"), t0); won != wantWon {
 				t.Errorf("claim %d after purge won = %v, want %v", i, won, wantWon)
 			}
 		}
@@ -867,4 +869,71 @@ func TestIdentityMigrationDown(t *testing.T) {
 	s := postgres.NewStore(db.Pool, postgres.Options{})
 	defer s.Close()
 	createTenant(t, s, "acme")
+}
+
+// TestIdempotencyRelaxedCommit: the idempotency rows are committed with
+// synchronous_commit off, in their own transaction only.
+func TestIdempotencyRelaxedCommit(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool, postgres.Options{})
+	t.Cleanup(s.Close)
+	err := s.RelaxedExecForTest(ctx, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash)
+		VALUES ('acme', 'key-1', current_setting('synchronous_commit'), '\x00')`)
+	mustErr(t, "relaxed insert", err, nil)
+	var setting string
+	if err := db.Pool.QueryRow(ctx, `SELECT key FROM idempotency_keys WHERE tenant = 'acme'`).Scan(&setting); err != nil {
+		t.Fatal(err)
+	}
+	if setting != "off" {
+		t.Fatalf("synchronous_commit in the relaxed statement = %q, want off", setting)
+	}
+	// Every connection of the pool keeps the server's setting afterwards.
+	for range 4 {
+		if err := db.Pool.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+		if setting != "on" {
+			t.Fatalf("synchronous_commit after a relaxed statement = %q, want on", setting)
+		}
+	}
+}
+
+// TestIdempotencyStaleClaim: a running claim whose answer was lost is
+// taken over by a repeat of the same request once it is older than
+// StaleClaimAfter, never before, never by another request, and never when
+// it has an answer.
+func TestIdempotencyStaleClaim(t *testing.T) {
+	ctx := context.Background()
+	s := newIdentityStore(t)
+	k := service.IdempotencyKey{Tenant: "acme", Principal: "key-1", Key: "lost-answer"}
+	hash := []byte("hash-1")
+	claim := func(k service.IdempotencyKey, h []byte, at time.Time) (service.StoredResponse, bool) {
+		t.Helper()
+		r, won, err := s.Claim(ctx, k, h, at)
+		mustErr(t, "claim", err, nil)
+		return r, won
+	}
+	if _, won := claim(k, hash, t0); !won {
+		t.Fatal("first claim lost")
+	}
+	if _, won := claim(k, hash, t0.Add(postgres.StaleClaimAfter-time.Second)); won {
+		t.Fatal("a running claim younger than StaleClaimAfter was taken over")
+	}
+	if _, won := claim(k, []byte("hash-2"), t0.Add(2*postgres.StaleClaimAfter)); won {
+		t.Fatal("another request took over a stale claim")
+	}
+	late := t0.Add(postgres.StaleClaimAfter + time.Second)
+	if _, won := claim(k, hash, late); !won {
+		t.Fatal("a repeat did not take over the stale claim")
+	}
+	// Taken over: it runs again from late, so a repeat right after waits.
+	if _, won := claim(k, hash, late.Add(time.Second)); won {
+		t.Fatal("the claim taken over was taken over again at once")
+	}
+	mustErr(t, "complete", s.Complete(ctx, k, 201, []byte(`{"ok":true}`)), nil)
+	r, won := claim(k, hash, late.Add(3*postgres.StaleClaimAfter))
+	if won || r.Status != 201 || string(r.Body) != `{"ok":true}` {
+		t.Fatalf("claim of an answered key long after = %+v, %v; want the answer, false", r, won)
+	}
 }

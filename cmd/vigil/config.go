@@ -31,6 +31,7 @@ type Config struct {
 	TrustedProxies     string
 	PublicURL          string
 	SchedulerInterval  time.Duration
+	ProjectionLinger   time.Duration
 	PprofAddr          string
 	S3Endpoint         string
 	S3AccessKey        string
@@ -109,6 +110,7 @@ func (c *Config) settings() []setting {
 		{flag: "region", env: "VIGIL_REGION", def: "eu", help: "the region this deployment serves; tenants of other regions are refused", str: &c.Region},
 		{flag: "trusted-proxies", env: "VIGIL_TRUSTED_PROXIES", def: "", help: "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", str: &c.TrustedProxies},
 		{flag: "public-url", env: "VIGIL_PUBLIC_URL", def: "", help: "the URL browsers and identity providers reach vigil at, such as https://vigil.example.com: SAML entity ids and ACS URLs are built on it (empty: each request's scheme and host)", str: &c.PublicURL},
+		{flag: "projection-linger", env: "VIGIL_PROJECTION_LINGER", def: "20ms", help: "how long the projections and the webhook fan-out wait, once woken by an append, before applying what arrived (batches under load; 0: at once)", dur: &c.ProjectionLinger},
 		{flag: "scheduler-interval", env: "VIGIL_SCHEDULER_INTERVAL", def: "10s", help: "how often idle sessions are closed and idle consoles logged out", dur: &c.SchedulerInterval},
 		{flag: "metrics-token", env: "VIGIL_METRICS_TOKEN", def: "", help: "when set, /metrics answers only requests with the header Authorization: Bearer TOKEN", str: &c.MetricsToken, secret: true},
 		{flag: "pprof-addr", env: "VIGIL_PPROF_ADDR", def: "", help: "serve Go's pprof profiles on this loopback address (off when empty)", str: &c.PprofAddr},
@@ -191,6 +193,9 @@ func (c *Config) validate() error {
 	}
 	if c.DatabaseURL == "" {
 		return fmt.Errorf("VIGIL_DATABASE_URL is empty")
+	}
+	if c.ProjectionLinger < 0 || c.ProjectionLinger > 10*time.Second {
+		return fmt.Errorf("VIGIL_PROJECTION_LINGER=%s: want 0 to 10s", c.ProjectionLinger)
 	}
 	if c.CheckpointInterval <= 0 || c.ShutdownTimeout <= 0 || c.SchedulerInterval <= 0 {
 		return fmt.Errorf("checkpoint interval, scheduler interval and shutdown timeout must be positive")
@@ -363,7 +368,7 @@ func (c *Config) webhooks() (WebhookSettings, error) {
 		return WebhookSettings{}, fmt.Errorf("webhook payload retention and timeout must be positive")
 	}
 	return WebhookSettings{AllowCIDRs: allow, PayloadRetention: c.WebhookRetention, Timeout: c.WebhookTimeout,
-		Workers: workers, Rate: rate, Topic: c.busTopic()}, nil
+		Workers: workers, Rate: rate, Topic: c.busTopic(), Linger: c.ProjectionLinger}, nil
 }
 
 // httpLimits returns the API's defences against slow and unauthenticated

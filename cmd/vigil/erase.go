@@ -28,7 +28,7 @@ func (s *system) gdpr(ctx context.Context) (*compliance.GDPR, error) {
 	}
 	return compliance.NewGDPR(compliance.GDPRConfig{
 		Pool: s.pool, Ledger: s.ledger, Credentials: s.store, Signer: s.keys.Signer, Logger: s.log,
-		Recordings: recs.DeleteRecording, CatchUp: s.projector().CatchUp,
+		Recordings: recs.DeleteRecording, CatchUp: s.projector(0).CatchUp,
 		Webhooks: webhooks.NewService(webhooks.Config{Pool: s.pool, Ledger: s.ledger, Logger: s.log}).PurgeSubject,
 	}), nil
 }

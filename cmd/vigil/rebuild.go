@@ -35,7 +35,7 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 		return err
 	}
 	defer sys.Close()
-	runner := sys.projector()
+	runner := sys.projector(0)
 	todo := runner.Projections()
 	if fs.NArg() == 1 {
 		p, ok := runner.Find(fs.Arg(0))

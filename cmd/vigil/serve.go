@@ -52,7 +52,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdou
 	proxies, _ := cfg.proxies()           // validated above
 	public, _ := publicURL(cfg.PublicURL) // validated above
 	httpLimits, _ := cfg.httpLimits()     // validated above
-	runner := sys.projector()
+	runner := sys.projector(cfg.ProjectionLinger)
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProjections()
 	projDone := make(chan struct{})

@@ -24,6 +24,7 @@ type WebhookSettings struct {
 	Workers          int            // VIGIL_WEBHOOK_WORKERS
 	Rate             float64        // VIGIL_WEBHOOK_RATE
 	Topic            string         // VIGIL_BUS_TOPIC
+	Linger           time.Duration  // VIGIL_PROJECTION_LINGER
 }
 
 // WebhooksRuntime is what serve keeps: the API service (httpapi.Options
@@ -53,10 +54,10 @@ func StartWebhooks(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, bu
 		rt.wg.Add(1)
 		go func() { defer rt.wg.Done(); _ = f(ctx) }()
 	}
-	run(projections.NewRunner(pool, l.Store(), projections.Options{Logger: logger}, fan).Run)
+	run(projections.NewRunner(pool, l.Store(), projections.Options{Logger: logger, Linger: s.Linger}, fan).Run)
 	run(d.Run)
 	if bus != nil {
-		run(projections.NewRunner(pool, l.Store(), projections.Options{Logger: logger}, webhooks.NewDispatcher(bus, s.Topic)).Run)
+		run(projections.NewRunner(pool, l.Store(), projections.Options{Logger: logger, Linger: s.Linger}, webhooks.NewDispatcher(bus, s.Topic)).Run)
 	}
 	return rt
 }

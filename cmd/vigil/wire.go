@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vigilhq/vigil/adapters/keys"
@@ -139,9 +140,10 @@ func openSystem(ctx context.Context, cfg *Config, log *slog.Logger, o openOption
 	return s, nil
 }
 
-// projector returns the runner of Vigil's projections.
-func (s *system) projector() *projections.Runner {
-	return projections.NewRunner(s.pool, s.logStore, projections.Options{Logger: s.log, AfterRebuild: compliance.PurgeAfterRebuild},
+// projector returns the runner of Vigil's projections; linger is
+// projections.Options.Linger (VIGIL_PROJECTION_LINGER for serve).
+func (s *system) projector(linger time.Duration) *projections.Runner {
+	return projections.NewRunner(s.pool, s.logStore, projections.Options{Logger: s.log, AfterRebuild: compliance.PurgeAfterRebuild, Linger: linger},
 		projections.NewReporting(s.sealer), projections.NewSubjects())
 }
 
