@@ -492,6 +492,29 @@ func (s *Store) relaxedExec(ctx context.Context, sql string, args ...any) (pgcon
 	return tag, err
 }
 
+// relaxedQuery is relaxedExec for a statement with rows, read by scan.
+func (s *Store) relaxedQuery(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) error {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			err = scan(rows)
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // Claim implements service.IdempotencyStore. It inserts the entry unless
 // one exists and then reads the existing one; the primary key makes it
 // race-free: of concurrent Claims of one key exactly one returns
@@ -499,22 +522,33 @@ func (s *Store) relaxedExec(ctx context.Context, sql string, args ...any) (pgcon
 // Status 0 and a nil Body while the first request runs. A zero now is the
 // database's current time. A running entry of the same request older than
 // StaleClaimAfter is taken over: (StoredResponse{}, true) again.
+//
+// Concurrent claims go in one INSERT (claimBatch); a key found taken is
+// read by itself.
 func (s *Store) Claim(ctx context.Context, k service.IdempotencyKey, requestHash []byte, now time.Time) (service.StoredResponse, bool, error) {
+	won, err := s.claims.do(ctx, claimItem{k: k, hash: requestHash, now: now})
+	if err != nil {
+		return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", translate(err))
+	}
+	if won {
+		return service.StoredResponse{}, true, nil
+	}
 	for range claimAttempts {
-		tag, err := s.relaxedExec(ctx, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
-			VALUES ($1, $2, $3, $4, coalesce($5, now())) ON CONFLICT (tenant, principal, key) DO NOTHING`,
-			k.Tenant, k.Principal, k.Key, requestHash, nullTime(now))
-		if err != nil {
-			return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", translate(err))
-		}
-		if tag.RowsAffected() == 1 {
-			return service.StoredResponse{}, true, nil
-		}
 		var r service.StoredResponse
 		err = s.pool.QueryRow(ctx, `SELECT request_hash, status, body FROM idempotency_keys
 			WHERE tenant = $1 AND principal = $2 AND key = $3`, k.Tenant, k.Principal, k.Key).Scan(&r.RequestHash, &r.Status, &r.Body)
 		if errors.Is(err, pgx.ErrNoRows) {
-			continue // released or purged since the insert: claim it again
+			// Released or purged since the insert: claim it again.
+			tag, err := s.relaxedExec(ctx, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
+				VALUES ($1, $2, $3, $4, coalesce($5, now())) ON CONFLICT (tenant, principal, key) DO NOTHING`,
+				k.Tenant, k.Principal, k.Key, requestHash, nullTime(now))
+			if err != nil {
+				return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", translate(err))
+			}
+			if tag.RowsAffected() == 1 {
+				return service.StoredResponse{}, true, nil
+			}
+			continue
 		}
 		if err != nil {
 			return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: %w", err)
@@ -536,23 +570,124 @@ func (s *Store) Claim(ctx context.Context, k service.IdempotencyKey, requestHash
 	return service.StoredResponse{}, false, fmt.Errorf("claim idempotency key: entry vanished %d times in a row", claimAttempts)
 }
 
+type claimItem struct {
+	k    service.IdempotencyKey
+	hash []byte
+	now  time.Time
+}
+
+// claimBatch inserts the claims of items in one statement and tells which
+// were inserted. A key repeated within items is inserted once, for its
+// first item.
+func (s *Store) claimBatch(ctx context.Context, items []claimItem) ([]bool, error) {
+	var tenants, principals, keys []string
+	var hashes [][]byte
+	var nows []*time.Time
+	first := map[service.IdempotencyKey]int{}
+	for i, it := range items {
+		if _, dup := first[it.k]; dup {
+			continue
+		}
+		first[it.k] = i
+		tenants, principals, keys = append(tenants, it.k.Tenant), append(principals, it.k.Principal), append(keys, it.k.Key)
+		hashes = append(hashes, it.hash)
+		nows = append(nows, nullTime(it.now))
+	}
+	won := make([]bool, len(items))
+	err := s.relaxedQuery(ctx, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k service.IdempotencyKey
+			if err := rows.Scan(&k.Tenant, &k.Principal, &k.Key); err != nil {
+				return err
+			}
+			if i, ok := first[k]; ok {
+				won[i] = true
+			}
+		}
+		return rows.Err()
+	}, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
+		SELECT t, p, k, h, coalesce(c, now())
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) AS u(t, p, k, h, c)
+		ON CONFLICT (tenant, principal, key) DO NOTHING
+		RETURNING tenant, principal, key`, tenants, principals, keys, hashes, nows)
+	if err != nil {
+		return nil, err
+	}
+	return won, nil
+}
+
 // Complete implements service.IdempotencyStore. status must be positive
 // (0 means running); a nil body is stored as NULL and comes back nil.
 // domain.ErrNotFound when the key is not claimed (released or purged).
+// Concurrent answers go in one UPDATE (completeBatch).
 func (s *Store) Complete(ctx context.Context, k service.IdempotencyKey, status int, body []byte) error {
 	if status <= 0 {
 		return domain.Errorf(domain.CodeInvalid, "complete idempotency key: status %d", status)
 	}
-	tag, err := s.relaxedExec(ctx,
-		`UPDATE idempotency_keys SET status = $4, body = $5 WHERE tenant = $1 AND principal = $2 AND key = $3`,
-		k.Tenant, k.Principal, k.Key, status, body)
+	found, err := s.completes.do(ctx, completeItem{k: k, status: status, body: body})
 	if err != nil {
 		return fmt.Errorf("complete idempotency key: %w", translateIdentity(err))
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return fmt.Errorf("complete idempotency key: %w", domain.ErrNotFound)
 	}
 	return nil
+}
+
+type completeItem struct {
+	k      service.IdempotencyKey
+	status int
+	body   []byte
+}
+
+// completeBatch stores the answers of items in one statement and tells
+// which keys were found. A key repeated within items is updated by itself
+// after the batch, in order.
+func (s *Store) completeBatch(ctx context.Context, items []completeItem) ([]bool, error) {
+	var tenants, principals, keys []string
+	var statuses []int32
+	var bodies [][]byte
+	first := map[service.IdempotencyKey]int{}
+	var dups []int
+	for i, it := range items {
+		if _, dup := first[it.k]; dup {
+			dups = append(dups, i)
+			continue
+		}
+		first[it.k] = i
+		tenants, principals, keys = append(tenants, it.k.Tenant), append(principals, it.k.Principal), append(keys, it.k.Key)
+		statuses, bodies = append(statuses, int32(it.status)), append(bodies, it.body)
+	}
+	found := make([]bool, len(items))
+	err := s.relaxedQuery(ctx, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k service.IdempotencyKey
+			if err := rows.Scan(&k.Tenant, &k.Principal, &k.Key); err != nil {
+				return err
+			}
+			if i, ok := first[k]; ok {
+				found[i] = true
+			}
+		}
+		return rows.Err()
+	}, `UPDATE idempotency_keys AS i SET status = u.s, body = u.b
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[]) AS u(t, p, k, s, b)
+		WHERE i.tenant = u.t AND i.principal = u.p AND i.key = u.k
+		RETURNING i.tenant, i.principal, i.key`, tenants, principals, keys, statuses, bodies)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range dups {
+		it := items[i]
+		tag, err := s.relaxedExec(ctx,
+			`UPDATE idempotency_keys SET status = $4, body = $5 WHERE tenant = $1 AND principal = $2 AND key = $3`,
+			it.k.Tenant, it.k.Principal, it.k.Key, it.status, it.body)
+		if err != nil {
+			return nil, err
+		}
+		found[i] = tag.RowsAffected() == 1
+	}
+	return found, nil
 }
 
 // Release implements service.IdempotencyStore. It forgets the entry only

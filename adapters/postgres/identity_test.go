@@ -937,3 +937,85 @@ func TestIdempotencyStaleClaim(t *testing.T) {
 		t.Fatalf("claim of an answered key long after = %+v, %v; want the answer, false", r, won)
 	}
 }
+
+// TestIdempotencyCoalesced: many concurrent claims and answers, of
+// distinct keys and of repeated ones, go in shared statements and each
+// caller still gets its own outcome.
+func TestIdempotencyCoalesced(t *testing.T) {
+	ctx := context.Background()
+	s := newIdentityStore(t)
+	const n = 96 // keys 0, 3, 6 … 93 are claimed by three callers each
+	keyOf := func(i int) service.IdempotencyKey {
+		if i < 3*32 && i%3 != 0 {
+			i -= i % 3
+		}
+		return service.IdempotencyKey{Tenant: "acme", Principal: "key-1", Key: fmt.Sprint("k", i)}
+	}
+	var wg sync.WaitGroup
+	won := make([]bool, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, won[i], errs[i] = s.Claim(ctx, keyOf(i), []byte("same request"), t0)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winners := map[service.IdempotencyKey]int{}
+	for i := range n {
+		mustErr(t, fmt.Sprintf("claim %d", i), errs[i], nil)
+		if won[i] {
+			winners[keyOf(i)]++
+		}
+	}
+	distinct := map[service.IdempotencyKey]bool{}
+	for i := range n {
+		distinct[keyOf(i)] = true
+	}
+	for k := range distinct {
+		if winners[k] != 1 {
+			t.Errorf("key %s won by %d callers, want 1", k.Key, winners[k])
+		}
+	}
+	// Every winner answers at once; unknown keys are not found.
+	start = make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch {
+			case won[i]:
+				errs[i] = s.Complete(ctx, keyOf(i), 200+i, []byte(fmt.Sprint("answer ", i)))
+			case i%5 == 0:
+				errs[i] = s.Complete(ctx, service.IdempotencyKey{Tenant: "acme", Principal: "key-1", Key: fmt.Sprint("never-", i)}, 200, nil)
+				if errors.Is(errs[i], domain.ErrNotFound) {
+					errs[i] = nil
+				} else {
+					errs[i] = fmt.Errorf("complete of an unclaimed key: %v, want not found", errs[i])
+				}
+			default:
+				errs[i] = nil
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		mustErr(t, fmt.Sprintf("complete %d", i), errs[i], nil)
+	}
+	for i := range n {
+		if !won[i] {
+			continue
+		}
+		r, again, err := s.Claim(ctx, keyOf(i), []byte("same request"), t0)
+		mustErr(t, "claim again", err, nil)
+		if again || r.Status != 200+i || string(r.Body) != fmt.Sprint("answer ", i) {
+			t.Errorf("key %s after its answer: %+v, %v; want status %d and its body", keyOf(i).Key, r, again, 200+i)
+		}
+	}
+}

@@ -68,6 +68,11 @@ type Store struct {
 	pool *pgxpool.Pool
 	opts Options
 
+	// Concurrent Idempotency-Key claims and answers, one statement each
+	// (identity.go).
+	claims    *coalescer[claimItem, bool]
+	completes *coalescer[completeItem, bool]
+
 	// What the last commit left, for the next one-round-trip commit
 	// (see Commit); the server checks it under the writer lock.
 	mu        sync.Mutex
@@ -96,7 +101,10 @@ func NewStore(pool *pgxpool.Pool, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Store{pool: pool, opts: opts, frontiers: map[string]ledger.Frontier{}, versions: map[streamKey]int64{}, wake: make(chan struct{})}
+	s := &Store{pool: pool, opts: opts, frontiers: map[string]ledger.Frontier{}, versions: map[streamKey]int64{}, wake: make(chan struct{})}
+	s.claims = &coalescer[claimItem, bool]{max: 256, leaders: 1, run: s.claimBatch}
+	s.completes = &coalescer[completeItem, bool]{max: 256, leaders: 1, run: s.completeBatch}
+	return s
 }
 
 // Pool returns the store's connection pool.
