@@ -244,3 +244,43 @@ func TestFastCommitRememberedVersions(t *testing.T) {
 		t.Fatalf("verify: %v", err)
 	}
 }
+
+// TestFastCommitRememberedTrees: tenants' Merkle trees remembered from this
+// store's own commits go unchecked; once another process appended, the
+// reading commit keeps only the trees it read, and a tenant forgotten that
+// way is checked (and refused when the guess is wrong) before it is
+// written again, so that sequence numbers and hashes stay right.
+func TestFastCommitRememberedTrees(t *testing.T) {
+	ctx := context.Background()
+	a, b, sa, _, verifier := twoProcesses(t, postgres.Options{})
+	guid := func(n int) string { return fmt.Sprintf("%032x", n) }
+	appendOK := func(l *ledger.Ledger, tenant string, n int, expected int64, text string) domain.Event {
+		t.Helper()
+		out, err := l.Append(ctx, domain.SessionStream(guid(n)), expected, ledgertest.Chat(t, tenant, guid(n), text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	appendOK(a, "acme", 1, 0, "acme one")     // reading (first commit)
+	appendOK(a, "globex", 2, 0, "globex one") // fast: globex guessed empty, checked
+	appendOK(a, "acme", 1, 1, "acme two")     // fast: acme remembered, unchecked
+	appendOK(b, "acme", 3, 0, "acme from b")  // acme's tree grows elsewhere
+	appendOK(a, "globex", 2, 1, "globex two") // refused (head moved): reading, forgets acme
+	if e := appendOK(a, "acme", 1, 2, "acme three"); e.Seq != 3 || e.Position != 6 {
+		t.Fatalf("acme after b appended to it: seq %d position %d, want 3 and 6", e.Seq, e.Position)
+	}
+	st := sa.CommitStats()
+	if e := appendOK(a, "globex", 2, 2, "globex three"); e.Seq != 2 || e.Position != 7 {
+		t.Fatalf("globex: seq %d position %d, want 2 and 7", e.Seq, e.Position)
+	}
+	if after := sa.CommitStats(); after.Fast != st.Fast+1 {
+		t.Fatalf("commit stats %+v after %+v: want a one-round-trip commit for a remembered tenant and stream", after, st)
+	}
+	if err := a.CheckpointAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Verify(ctx, sa, ledger.VerifyOptions{Verifiers: note.VerifierList(verifier), Origin: "vigil.test"}); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+}
