@@ -365,8 +365,9 @@ func (s *Store) commitFast(ctx context.Context, conn *pgx.Conn, reqs []*ledger.A
 // commit. A commit older than the state remembered (two commits of this
 // store racing) is not noted: the server would refuse it anyway.
 //
-// headID is the id of the event at head when this commit wrote it, zero
-// when it wrote nothing (the next commit then reads).
+// headID is the id of the event at head: the last this commit wrote, or
+// the one it read when it wrote nothing; zero when unknown (the next
+// commit then reads).
 //
 // The remembered stream versions and trees are exact while every commit
 // since they were noted was this store's: a one-round-trip commit proves
@@ -670,7 +671,11 @@ func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledge
 		err = errors.New("commit: transaction was rolled back")
 		return err
 	}
-	s.noteCommit(head, ev.lastID(), versions, frontiers, moved)
+	last := ev.lastID()
+	if written == 0 && headID != nil {
+		last = *headID // nothing written: the head read under the lock
+	}
+	s.noteCommit(head, last, versions, frontiers, moved)
 	return nil
 }
 
