@@ -253,6 +253,7 @@ type simReport struct {
 	latencies   []time.Duration // sorted
 	refusals    map[string]int  // expected refusals by error code
 	errors      int
+	retried     int // attempts repeated after a 503 (simClient.do)
 	firstErrs   []string
 	interrupted bool
 	gateways    map[string]int // relayed sessions by the gateway that carried them
@@ -369,6 +370,7 @@ feed:
 		latencies:   lat,
 		refusals:    maps.Clone(s.refusals),
 		errors:      s.errors,
+		retried:     s.c.retries(),
 		firstErrs:   slices.Clone(s.firstErrs),
 		interrupted: ctx.Err() != nil,
 		gateways:    maps.Clone(s.gateways),
@@ -997,9 +999,13 @@ func (e *apiError) Error() string {
 type simClient struct {
 	base string
 	http *http.Client
+	// retryFor bounds how long a call answered 503 (a database failover)
+	// is tried again; see do.
+	retryFor time.Duration
 
-	mu  sync.Mutex
-	lat []time.Duration
+	mu      sync.Mutex
+	lat     []time.Duration
+	retried int // attempts repeated after a 503
 }
 
 func newSimClient(base string, concurrency int, timeout time.Duration) *simClient {
@@ -1013,7 +1019,20 @@ func newSimClient(base string, concurrency int, timeout time.Duration) *simClien
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &simClient{base: base, http: &http.Client{Transport: tr, Timeout: timeout}}
+	return &simClient{base: base, http: &http.Client{Transport: tr, Timeout: timeout}, retryFor: 30 * time.Second}
+}
+
+// retries returns how many attempts were repeated after a 503.
+func (c *simClient) retries() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.retried
+}
+
+func (c *simClient) record(d time.Duration) {
+	c.mu.Lock()
+	c.lat = append(c.lat, d)
+	c.mu.Unlock()
 }
 
 func (c *simClient) latencies() []time.Duration {
@@ -1044,36 +1063,69 @@ func (c *simClient) do(ctx context.Context, call simCall) error {
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, call.method, c.base+call.path, body)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+	var payload []byte
+	if body != nil {
+		payload, _ = io.ReadAll(body)
 	}
-	req.Header.Set("Accept", "application/json")
-	if call.in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if call.cred != "" {
-		req.Header.Set("Authorization", "Bearer "+call.cred)
-	}
-	if call.idem != "" {
-		req.Header.Set("Idempotency-Key", call.idem)
-	}
-
+	// A 503 means the server could not reach its database (a failover):
+	// nothing was done, and it says when to try again (Retry-After). A
+	// call that is safe to repeat — a GET, or a write with an
+	// Idempotency-Key — is tried again until retryFor has passed; so is a
+	// repeat answered 409 "still running" while the server releases the
+	// key of the failed attempt. The latency is the whole call's.
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	var resp *http.Response
 	var raw []byte
-	if err == nil {
-		raw, err = io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		_, _ = io.Copy(io.Discard, resp.Body) // keep the connection reusable
-		resp.Body.Close()
+	retryable := call.method == http.MethodGet || call.idem != ""
+	for attempt := 0; ; attempt++ {
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, call.method, c.base+call.path, rd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		req.Header.Set("Accept", "application/json")
+		if call.in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if call.cred != "" {
+			req.Header.Set("Authorization", "Bearer "+call.cred)
+		}
+		if call.idem != "" {
+			req.Header.Set("Idempotency-Key", call.idem)
+		}
+		resp, err = c.http.Do(req)
+		if err == nil {
+			raw, err = io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+			_, _ = io.Copy(io.Discard, resp.Body) // keep the connection reusable
+			resp.Body.Close()
+		}
+		if err != nil {
+			c.record(time.Since(start))
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		again := resp.StatusCode == http.StatusServiceUnavailable ||
+			(attempt > 0 && resp.StatusCode == http.StatusConflict && bytes.Contains(raw, []byte("still running")))
+		if !retryable || !again || time.Since(start) >= c.retryFor {
+			break
+		}
+		wait := time.Second
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			wait = min(time.Duration(secs)*time.Second, 5*time.Second)
+		}
+		c.mu.Lock()
+		c.retried++
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			c.record(time.Since(start))
+			return fmt.Errorf("%s: %w", op, ctx.Err())
+		case <-time.After(max(wait, 100*time.Millisecond)):
+		}
 	}
-	d := time.Since(start)
-	c.mu.Lock()
-	c.lat = append(c.lat, d)
-	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
+	c.record(time.Since(start))
 
 	if resp.StatusCode != call.want {
 		ae := &apiError{Op: op, Status: resp.StatusCode}
@@ -1203,6 +1255,9 @@ func writeSimReport(w io.Writer, r simReport) {
 			parts[i] = fmt.Sprintf("%s %d", id, r.gateways[id])
 		}
 		line("relayed by gateway", strings.Join(parts, ", "))
+	}
+	if r.retried > 0 {
+		line("retried after 503", strconv.Itoa(r.retried))
 	}
 	line("unexpected errors", strconv.Itoa(r.errors))
 	for _, e := range r.firstErrs {

@@ -941,3 +941,56 @@ func fakeID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// TestSimulateRetriesUnavailable: a write with an Idempotency-Key answered
+// 503 (a failover) is sent again after Retry-After, as is its repeat
+// answered 409 "still running"; one without a key is not; the call's
+// latency is counted once.
+func TestSimulateRetriesUnavailable(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	answers := []int{http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusConflict, http.StatusCreated}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		seen = append(seen, fmt.Sprintf("%s %s %v", r.Header.Get("Idempotency-Key"), r.URL.Path, body["n"]))
+		w.Header().Set("Retry-After", "0")
+		status := http.StatusServiceUnavailable
+		if r.Header.Get("Idempotency-Key") != "" {
+			status, answers = answers[0], answers[1:]
+		}
+		w.WriteHeader(status)
+		switch status {
+		case http.StatusCreated:
+			_, _ = w.Write([]byte(`{"ok":true}`))
+		case http.StatusConflict:
+			_, _ = w.Write([]byte(`{"error":{"code":"conflict","message":"a request with this Idempotency-Key is still running"}}`))
+		default:
+			_, _ = w.Write([]byte(`{"error":{"code":"unavailable","message":"the database is out of reach"}}`))
+		}
+	}))
+	defer srv.Close()
+	c := newSimClient(srv.URL, 1, 5*time.Second)
+	ctx := context.Background()
+	var out struct{ OK bool }
+	if err := c.do(ctx, simCall{method: http.MethodPost, path: "/v1/x", idem: "k1", want: http.StatusCreated, in: map[string]int{"n": 7}, out: &out}); err != nil || !out.OK {
+		t.Fatalf("call with a key: %v, %+v; want success after the retries", err, out)
+	}
+	if got := c.retries(); got != 3 {
+		t.Errorf("retried %d times, want 3 (503, 503, 409 still running)", got)
+	}
+	for _, s := range seen {
+		if s != "k1 /v1/x 7" {
+			t.Errorf("an attempt was sent as %q, want the same key, path and body every time", s)
+		}
+	}
+	var ae *apiError
+	if err := c.do(ctx, simCall{method: http.MethodPost, path: "/v1/y", want: http.StatusCreated, in: map[string]int{"n": 1}}); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+		t.Errorf("call without a key: %v, want the 503 at once", err)
+	}
+	if got := len(c.latencies()); got != 2 {
+		t.Errorf("%d latencies, want 2 (one per call)", got)
+	}
+}
