@@ -594,18 +594,7 @@ func (s *Store) claimBatch(ctx context.Context, items []claimItem) ([]bool, erro
 		nows = append(nows, nullTime(it.now))
 	}
 	won := make([]bool, len(items))
-	err := s.relaxedQuery(ctx, func(rows pgx.Rows) error {
-		for rows.Next() {
-			var k service.IdempotencyKey
-			if err := rows.Scan(&k.Tenant, &k.Principal, &k.Key); err != nil {
-				return err
-			}
-			if i, ok := first[k]; ok {
-				won[i] = true
-			}
-		}
-		return rows.Err()
-	}, `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
+	err := s.relaxedQuery(ctx, markKeys(first, won), `INSERT INTO idempotency_keys (tenant, principal, key, request_hash, created_at)
 		SELECT t, p, k, h, coalesce(c, now())
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) AS u(t, p, k, h, c)
 		ON CONFLICT (tenant, principal, key) DO NOTHING
@@ -614,6 +603,23 @@ func (s *Store) claimBatch(ctx context.Context, items []claimItem) ([]bool, erro
 		return nil, err
 	}
 	return won, nil
+}
+
+// markKeys returns a scan of rows of (tenant, principal, key) that sets
+// marks[i] for the item i that first names each key returned.
+func markKeys(first map[service.IdempotencyKey]int, marks []bool) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k service.IdempotencyKey
+			if err := rows.Scan(&k.Tenant, &k.Principal, &k.Key); err != nil {
+				return err
+			}
+			if i, ok := first[k]; ok {
+				marks[i] = true
+			}
+		}
+		return rows.Err()
+	}
 }
 
 // Complete implements service.IdempotencyStore. status must be positive
@@ -659,18 +665,7 @@ func (s *Store) completeBatch(ctx context.Context, items []completeItem) ([]bool
 		statuses, bodies = append(statuses, int32(it.status)), append(bodies, it.body)
 	}
 	found := make([]bool, len(items))
-	err := s.relaxedQuery(ctx, func(rows pgx.Rows) error {
-		for rows.Next() {
-			var k service.IdempotencyKey
-			if err := rows.Scan(&k.Tenant, &k.Principal, &k.Key); err != nil {
-				return err
-			}
-			if i, ok := first[k]; ok {
-				found[i] = true
-			}
-		}
-		return rows.Err()
-	}, `UPDATE idempotency_keys AS i SET status = u.s, body = u.b
+	err := s.relaxedQuery(ctx, markKeys(first, found), `UPDATE idempotency_keys AS i SET status = u.s, body = u.b
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[]) AS u(t, p, k, s, b)
 		WHERE i.tenant = u.t AND i.principal = u.p AND i.key = u.k
 		RETURNING i.tenant, i.principal, i.key`, tenants, principals, keys, statuses, bodies)
