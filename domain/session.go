@@ -68,6 +68,26 @@ func NewSession(tenant, guid string) *Session {
 	}
 }
 
+// Clone returns a copy of s that shares nothing s or the copy change
+// later, without unappended changes: a snapshot to load newer events onto
+// instead of replaying the whole stream.
+func (s *Session) Clone() *Session {
+	c := *s
+	c.root.changes = nil
+	c.consents = cloneOrNew(s.consents)
+	c.pending = cloneOrNew(s.pending)
+	c.active = cloneOrNew(s.active)
+	c.recordings = cloneOrNew(s.recordings)
+	return &c
+}
+
+func cloneOrNew[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return maps.Clone(m)
+}
+
 // Load applies the session's stored events in order. It returns an error
 // of code invalid for events of another stream, out of order, or
 // undecodable.

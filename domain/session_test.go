@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -865,5 +866,54 @@ func TestLateRelayReports(t *testing.T) {
 	}
 	if _, err := w.s.PairRelay(relay(closeAt.Add(time.Second)), domain.RelayPaired{RelayID: "r1"}); !errors.Is(err, domain.ErrSessionClosed) {
 		t.Errorf("relay pairing after the close: %v, want session_closed", err)
+	}
+}
+
+// TestSessionClone: a clone of a session loaded to any point, with the rest
+// loaded onto it, equals the session loaded from the start; and what is
+// done to a clone leaves the original as it was.
+func TestSessionClone(t *testing.T) {
+	g := newGroup(t, "support", domain.GrantAll(), domain.DefaultGroupPolicy())
+	alice := newTech(t, "alice", "support")
+	s := domain.NewSession(tenant, guid)
+	var all []domain.Event
+	add := func(evs []domain.Event, _ error) { all = append(all, evs...) }
+	add(s.Create(bySystem(t0), domain.SessionCreated{PIN: "123456", Queue: domain.QueueShared, GroupID: "support"}))
+	add(s.ConnectCustomer(byCustomer(at(time.Second)), "windows", "1.0", mustAddr("192.0.2.7"), g))
+	add(s.PickUp(byTech("alice", at(2*time.Second)), alice))
+	add(s.Perform(byTech("alice", at(3*time.Second)), alice, g, domain.RemoteControlStarted{})) // refused: no consent
+	add(s.RequestConsent(byTech("alice", at(4*time.Second)), alice, g, domain.ActionRemoteControl))
+	add(s.GrantConsent(byCustomer(at(5*time.Second)), domain.ActionRemoteControl))
+	add(s.Perform(byTech("alice", at(6*time.Second)), alice, g, domain.RemoteControlStarted{}))
+	add(s.RequestConsent(byTech("alice", at(7*time.Second)), alice, g, domain.ActionSystemInfo))
+	if len(all) < 7 {
+		t.Fatalf("only %d events recorded", len(all))
+	}
+	full := domain.NewSession(tenant, guid)
+	if err := full.Load(all); err != nil {
+		t.Fatal(err)
+	}
+	for k := range len(all) + 1 {
+		snap := domain.NewSession(tenant, guid)
+		if err := snap.Load(all[:k]); err != nil {
+			t.Fatal(err)
+		}
+		c := snap.Clone()
+		if err := c.Load(all[k:]); err != nil {
+			t.Fatalf("load %d events onto a clone at %d: %v", len(all)-k, k, err)
+		}
+		if !reflect.DeepEqual(c, full) {
+			t.Errorf("a clone at %d with the rest loaded differs from the session loaded whole", k)
+		}
+		// Change the clone: the snapshot must not move.
+		_, _ = c.GrantConsent(byCustomer(at(time.Hour)), domain.ActionSystemInfo)
+		_, _ = c.Perform(byTech("alice", at(time.Hour)), alice, g, domain.SystemInfoViewed{})
+		again := domain.NewSession(tenant, guid)
+		if err := again.Load(all[:k]); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(snap, again) {
+			t.Errorf("changing a clone changed the snapshot at %d", k)
+		}
 	}
 }

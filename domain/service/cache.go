@@ -36,6 +36,11 @@ type streamEntry struct {
 	// profile of docs/performance.md: 4 % of serve's CPU under load).
 	// It holds permissions, policy and the allowlist: no personal data.
 	group *domain.Group
+	// session is a session's state as of one of its stored events, kept
+	// beside the events so that a command loads only the newer ones
+	// instead of decoding and replaying the whole stream (a long chat
+	// made every command slower). Ids, flags and times: no personal data.
+	session *domain.Session
 }
 
 func newStreamCache(max int) *streamCache {
@@ -190,6 +195,27 @@ func (s *Service) events(ctx context.Context, tenant, stream string) ([]domain.E
 	}
 	e.events = append(e.events, more...)
 	return e.events[:len(e.events):len(e.events)], nil
+}
+
+// sessionState returns the state of session guid whose stored events are
+// evs (its whole stream, from version 1, as events returns it): the cached
+// snapshot with the newer events loaded onto it, the snapshot then moved
+// up. The caller gets its own copy to record changes on.
+func (s *Service) sessionState(tenant, guid string, evs []domain.Event) (*domain.Session, error) {
+	sess := domain.NewSession(tenant, guid)
+	e := s.cache.entry(tenant + "\x00" + sess.Stream())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.session != nil && e.session.Version() <= int64(len(evs)) {
+		sess = e.session.Clone()
+	}
+	if err := sess.Load(evs[sess.Version():]); err != nil {
+		return nil, err
+	}
+	if e.session == nil || sess.Version() > e.session.Version() {
+		e.session = sess.Clone()
+	}
+	return sess, nil
 }
 
 // technician returns technician id's state, from its cached snapshot and the

@@ -297,18 +297,18 @@ func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, 
 	}
 	var sess *domain.Session
 	out, err := retry(ctx, func() ([]domain.Event, error) {
-		sess = domain.NewSession(p.Tenant, guid)
 		techID := ""
 		if p.Role == RoleTechnician {
 			techID = p.TechnicianID
 		}
 		// One read for the session's, technician's and group's new events.
-		ctx := s.prefetch(ctx, p.Tenant, sess.Stream(), techID)
-		evs, err := s.events(ctx, p.Tenant, sess.Stream())
+		stream := domain.SessionStream(guid)
+		ctx := s.prefetch(ctx, p.Tenant, stream, techID)
+		evs, err := s.events(ctx, p.Tenant, stream)
 		if err != nil {
 			return nil, err
 		}
-		if err := sess.Load(evs); err != nil {
+		if sess, err = s.sessionState(p.Tenant, guid, evs); err != nil {
 			return nil, err
 		}
 		if !sess.Exists() {
