@@ -586,7 +586,12 @@ func (s *Store) commitReading(ctx context.Context, conn *pgx.Conn, reqs []*ledge
 		s.mu.Lock()
 		f, ok := s.frontiers[tenant]
 		s.mu.Unlock()
-		if !ok || f.Size() != size {
+		// A remembered tree of the right size is the stored one, unless
+		// the head moved with asynchronous commits: a commit of this store
+		// lost in a crash, then as many leaves appended by another
+		// process, would leave a tree of that size with other hashes.
+		stale := moved && s.opts.AsyncCommit
+		if !ok || f.Size() != size || stale {
 			// Another process appended, or this one has not seen the
 			// tenant yet: rebuild the right edge from the stored hashes.
 			hs, err := readHashes(ctx, conn, tenant, ledger.FrontierIndexes(size))
