@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"testing"
 
 	"github.com/vigilhq/vigil/adapters/postgres"
@@ -10,7 +9,6 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/ledger"
 	"github.com/vigilhq/vigil/ledger/ledgertest"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // TestCheckpointDurability: on a server with no synchronous standby and no
@@ -27,20 +25,7 @@ func TestCheckpointDurability(t *testing.T) {
 	if d, err := postgres.NewDurability(db.Pool, "local"); err != nil || d != nil {
 		t.Errorf("local: %v %v, want no check", d, err)
 	}
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, err := ledger.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, _, err := note.GenerateKey(rand.Reader, "vigil.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mk, signer, _ := ledgertest.Keys(t)
 	newLedger := func(mode string) *ledger.Ledger {
 		st := postgres.NewStore(db.Pool, postgres.Options{})
 		t.Cleanup(st.Close)

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,23 +27,7 @@ func twoProcesses(t *testing.T, opts postgres.Options) (a, b *ledger.Ledger, sa,
 		t.Fatal(err)
 	}
 	t.Cleanup(pool2.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, err := ledger.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, "vigil.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if verifier, err = note.NewVerifier(vkey); err != nil {
-		t.Fatal(err)
-	}
+	mk, signer, verifier := ledgertest.Keys(t)
 	open := func(st *postgres.Store) *ledger.Ledger {
 		t.Cleanup(st.Close)
 		l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test"})

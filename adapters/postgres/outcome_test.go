@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -40,7 +39,7 @@ func (s *lostAnswers) Commit(ctx context.Context, reqs []*ledger.AppendRequest) 
 func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	mk, signer, verifier := lostAnswersKeys(t)
+	mk, signer, verifier := ledgertest.Keys(t)
 	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
 	t.Cleanup(st.Close)
 	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test"})
@@ -92,7 +91,7 @@ func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 func TestOutcomeUnknownWindowEnds(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	mk, signer, _ := lostAnswersKeys(t)
+	mk, signer, _ := ledgertest.Keys(t)
 	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
 	t.Cleanup(st.Close)
 	st.lose.Store(1 << 20)
@@ -104,28 +103,4 @@ func TestOutcomeUnknownWindowEnds(t *testing.T) {
 	if !errors.Is(err, ledger.ErrOutcomeUnknown) {
 		t.Fatalf("append with every answer lost: %v, want ErrOutcomeUnknown", err)
 	}
-}
-
-// lostAnswersKeys makes a master key and a checkpoint signer with its verifier.
-func lostAnswersKeys(t *testing.T) (ledger.MasterKey, note.Signer, note.Verifier) {
-	t.Helper()
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, err := ledger.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, "vigil.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mk, signer, verifier
 }

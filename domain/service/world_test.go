@@ -2,7 +2,6 @@ package service_test
 
 import (
 	"context"
-	"crypto/rand"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 )
 
 // testClock is a clock the tests move.
@@ -57,20 +56,7 @@ func newWorld(t *testing.T, configure ...func(*service.Config)) *world {
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, err := ledger.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, _, err := note.GenerateKey(rand.Reader, "vigil.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mk, signer, _ := ledgertest.Keys(t)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
 	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
 	go l.Run(context.Background())

@@ -38,13 +38,27 @@ type NewStore func(tb testing.TB) ledger.Store
 func NewEnv(tb testing.TB, newStore NewStore, opts ledger.Options) *Env {
 	tb.Helper()
 	st := newStore(tb)
+	mk, signer, verifier := Keys(tb)
+	ring := ledger.NewKeyring(mk)
+	if opts.Origin == "" {
+		opts.Origin = "vigil.test"
+	}
+	l := ledger.New(st, ledger.NewSealer(st, ring, 0), signer, opts)
+	go l.Run(context.Background())
+	tb.Cleanup(l.Close)
+	return &Env{Store: st, Ledger: l, Ring: ring, Signer: signer, Verifier: verifier}
+}
+
+// Keys returns a fresh random master key and a checkpoint signer named
+// vigil.test with its verifier.
+func Keys(tb testing.TB) (ledger.MasterKey, note.Signer, note.Verifier) {
+	tb.Helper()
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	mk, err := ledger.NewMasterKey(raw)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ring := ledger.NewKeyring(mk)
 	skey, vkey, err := note.GenerateKey(rand.Reader, "vigil.test")
 	if err != nil {
 		tb.Fatal(err)
@@ -57,13 +71,7 @@ func NewEnv(tb testing.TB, newStore NewStore, opts ledger.Options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if opts.Origin == "" {
-		opts.Origin = "vigil.test"
-	}
-	l := ledger.New(st, ledger.NewSealer(st, ring, 0), signer, opts)
-	go l.Run(context.Background())
-	tb.Cleanup(l.Close)
-	return &Env{Store: st, Ledger: l, Ring: ring, Signer: signer, Verifier: verifier}
+	return mk, signer, verifier
 }
 
 // Verify runs ledger.Verify over the env's store with its verifier.
