@@ -38,13 +38,7 @@ func (s *lostAnswers) Commit(ctx context.Context, reqs []*ledger.AppendRequest) 
 // caller to guess about, no duplicate, a log that verifies.
 func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.New(t)
-	mk, signer, verifier := ledgertest.Keys(t)
-	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
-	t.Cleanup(st.Close)
-	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test"})
-	go l.Run(ctx)
-	t.Cleanup(l.Close)
+	st, l, verifier := lostAnswersLedger(t, 0, ledger.Options{Origin: "vigil.test"})
 
 	guid := fmt.Sprintf("%032x", 7)
 	stream := domain.SessionStream(guid)
@@ -90,17 +84,25 @@ func TestLostCommitOutcomeResolvedByEventIDs(t *testing.T) {
 // within the window, the callers get the error, marked as unknown.
 func TestOutcomeUnknownWindowEnds(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.New(t)
-	mk, signer, _ := ledgertest.Keys(t)
-	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
-	t.Cleanup(st.Close)
-	st.lose.Store(1 << 20)
-	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test", OutcomeWindow: 1})
-	go l.Run(ctx)
-	t.Cleanup(l.Close)
+	_, l, _ := lostAnswersLedger(t, 1<<20, ledger.Options{Origin: "vigil.test", OutcomeWindow: 1})
 	guid := fmt.Sprintf("%032x", 8)
 	_, err := l.Append(ctx, domain.SessionStream(guid), 0, ledgertest.Chat(t, "acme", guid, "hello"))
 	if !errors.Is(err, ledger.ErrOutcomeUnknown) {
 		t.Fatalf("append with every answer lost: %v, want ErrOutcomeUnknown", err)
 	}
+}
+
+// lostAnswersLedger runs a ledger over a lostAnswers store on a fresh
+// database whose next lose answers are lost.
+func lostAnswersLedger(t *testing.T, lose int32, opts ledger.Options) (*lostAnswers, *ledger.Ledger, note.Verifier) {
+	t.Helper()
+	db := pgtest.New(t)
+	mk, signer, verifier := ledgertest.Keys(t)
+	st := &lostAnswers{Store: postgres.NewStore(db.Pool, postgres.Options{})}
+	t.Cleanup(st.Close)
+	st.lose.Store(lose)
+	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, opts)
+	go l.Run(context.Background())
+	t.Cleanup(l.Close)
+	return st, l, verifier
 }
