@@ -184,7 +184,19 @@ pg1-path=%[1]s/none
 		}
 		return strings.TrimSpace(out.String())
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+	// A checkpoint covers the size of the last mark taken before a WAL
+	// segment was archived. The mark of the final size may be taken just
+	// after archived() switched segments; the next segment is archived
+	// only at archive_timeout (60 s, as long as this wait), so the wait
+	// switches segments itself every two seconds, as a busier server's
+	// WAL would.
+	for i, deadline := 0, time.Now().Add(time.Minute); ; i++ {
+		time.Sleep(500 * time.Millisecond)
+		if i%4 == 3 {
+			if _, err := pool.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var signed int64
 		if err := pool.QueryRow(ctx, `SELECT coalesce(max(size), 0) FROM checkpoints`).Scan(&signed); err != nil {
 			t.Fatal(err)
