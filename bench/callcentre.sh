@@ -79,6 +79,8 @@ echo
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 echo "## vigil verify"
 "$dir/vigil" verify --quiet | sed -n '1,4p'
+echo "## the projections after the load against a rebuild from position 0"
+"$dir/vigil" rebuild --check --quiet || status=1
 echo "## database size: $(psql -h 127.0.0.1 -U postgres -d "$db" -Atc 'SELECT pg_size_pretty(pg_database_size(current_database()))')"
 
 echo

@@ -62,6 +62,8 @@ if [ -n "${BENCH_STATEMENTS:-}" ]; then
 fi
 verified=$("$dir/vigil" verify --quiet)
 printf '%s\n' "$verified" | sed -n '1p;4p'
+# The live projections against a rebuild from position 0 (exit 1 if not equal).
+"$dir/vigil" rebuild --check --quiet
 echo
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 

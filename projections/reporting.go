@@ -43,6 +43,9 @@ func (*Reporting) Name() string { return "reporting" }
 var reportingTables = []string{"rpt_sessions", "rpt_chat", "rpt_notes", "rpt_file_transfers", "rpt_consents",
 	"rpt_actions", "rpt_logins", "rpt_technician_daily", "rpt_recordings", "rpt_lens_conferences"}
 
+// Tables implements Tabled.
+func (*Reporting) Tables() []string { return slices.Clone(reportingTables) }
+
 // Reset implements Projection.
 func (*Reporting) Reset(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range reportingTables {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -265,17 +266,38 @@ func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, 
 	if err != nil {
 		return 0, err
 	}
-	var pos, done int64
-	for {
+	pos, done, err := r.replay(ctx, tx, p, 0, -1, head, progress)
+	if err != nil {
+		return done, err
+	}
+	if err := r.after(ctx, tx, p); err != nil {
+		return done, err
+	}
+	if err := setPosition(ctx, tx, p.Name(), pos); err != nil {
+		return done, err
+	}
+	return done, tx.Commit(ctx)
+}
+
+// replay applies p's events after position from, up to position upTo
+// (to the end of the log when upTo < 0), in tx. It returns the last
+// position applied (from when none) and the count.
+func (r *Runner) replay(ctx context.Context, tx pgx.Tx, p Projection, from, upTo, head int64, progress func(done, total int64)) (int64, int64, error) {
+	pos, done := from, int64(0)
+	for upTo < 0 || pos < upTo {
 		evs, err := r.log.ReadAll(ctx, pos, r.batch)
 		if err != nil {
-			return done, err
+			return pos, done, err
+		}
+		if upTo >= 0 {
+			i := sort.Search(len(evs), func(i int) bool { return evs[i].Position > upTo })
+			evs = evs[:i]
 		}
 		if len(evs) == 0 {
 			break
 		}
 		if _, err := r.applySafely(ctx, tx, p, evs); err != nil {
-			return done, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+			return pos, done, fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
 		pos = evs[len(evs)-1].Position
 		done += int64(len(evs))
@@ -283,19 +305,109 @@ func (r *Runner) Rebuild(ctx context.Context, p Projection, progress func(done, 
 			progress(done, max(head, pos))
 		}
 	}
-	if r.afterRebuild != nil {
-		n, err := r.afterRebuild(ctx, tx)
-		if err != nil {
-			return done, fmt.Errorf("rebuild %s: after: %w", p.Name(), err)
+	return pos, done, nil
+}
+
+// after removes again, at the end of a replay from position 0, what
+// erasures and retention removed.
+func (r *Runner) after(ctx context.Context, tx pgx.Tx, p Projection) error {
+	if r.afterRebuild == nil {
+		return nil
+	}
+	n, err := r.afterRebuild(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("rebuild %s: after: %w", p.Name(), err)
+	}
+	if n > 0 {
+		r.logger.Info("rebuild: removed again what erasures and retention removed", "projection", p.Name(), "rows", n)
+	}
+	return nil
+}
+
+// Tabled is a projection that names its tables, so that Check can compare
+// them.
+type Tabled interface {
+	Tables() []string
+}
+
+// Difference is one table of a projection whose live rows differ from a
+// rebuild's.
+type Difference struct {
+	Table         string
+	Live, Rebuilt int64 // row counts
+}
+
+// Check compares p's live tables with a rebuild from position 0, and
+// changes nothing. In one transaction that holds p's position (the live
+// runner waits meanwhile), it first applies to the live tables what the
+// log holds beyond the live position, so that both sides stand at the same
+// position; it digests every table (each row's text, sorted), rebuilds,
+// digests again and rolls everything back. It returns the tables that
+// differ (none when the projection is what a replay of the log gives) and
+// the events replayed.
+func (r *Runner) Check(ctx context.Context, p Projection, progress func(done, total int64)) ([]Difference, int64, error) {
+	tp, ok := p.(Tabled)
+	if !ok {
+		return nil, 0, fmt.Errorf("check %s: the projection does not name its tables", p.Name())
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	live, err := lockPosition(ctx, tx, p.Name())
+	if err != nil {
+		return nil, 0, fmt.Errorf("check %s: %w", p.Name(), err)
+	}
+	head, err := r.log.Head(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	at, _, err := r.replay(ctx, tx, p, live, head, head, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("check %s: catch up: %w", p.Name(), err)
+	}
+	digest := func() (map[string]string, map[string]int64, error) {
+		sums, counts := map[string]string{}, map[string]int64{}
+		for _, t := range tp.Tables() {
+			var sum string
+			var n int64
+			q := `SELECT coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text)), ''), count(*) FROM ` + pgx.Identifier{t}.Sanitize() + ` t`
+			if err := tx.QueryRow(ctx, q).Scan(&sum, &n); err != nil {
+				return nil, nil, fmt.Errorf("check %s: digest %s: %w", p.Name(), t, err)
+			}
+			sums[t], counts[t] = sum, n
 		}
-		if n > 0 {
-			r.logger.Info("rebuild: removed again what erasures and retention removed", "projection", p.Name(), "rows", n)
+		return sums, counts, nil
+	}
+	liveSums, liveCounts, err := digest()
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := p.Reset(ctx, tx); err != nil {
+		return nil, 0, fmt.Errorf("check %s: reset: %w", p.Name(), err)
+	}
+	if err := clearQuarantine(ctx, tx, p.Name()); err != nil {
+		return nil, 0, fmt.Errorf("check %s: clear quarantine: %w", p.Name(), err)
+	}
+	_, done, err := r.replay(ctx, tx, p, 0, at, at, progress)
+	if err != nil {
+		return nil, done, err
+	}
+	if err := r.after(ctx, tx, p); err != nil {
+		return nil, done, err
+	}
+	sums, counts, err := digest()
+	if err != nil {
+		return nil, done, err
+	}
+	var diff []Difference
+	for _, t := range tp.Tables() {
+		if sums[t] != liveSums[t] {
+			diff = append(diff, Difference{Table: t, Live: liveCounts[t], Rebuilt: counts[t]})
 		}
 	}
-	if err := setPosition(ctx, tx, p.Name(), pos); err != nil {
-		return done, err
-	}
-	return done, tx.Commit(ctx)
+	return diff, done, nil
 }
 
 // Find returns the projection named name.

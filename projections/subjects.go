@@ -21,6 +21,9 @@ func NewSubjects() *Subjects { return &Subjects{} }
 // Name implements Projection.
 func (*Subjects) Name() string { return "subjects" }
 
+// Tables implements Tabled.
+func (*Subjects) Tables() []string { return []string{"rpt_subject_index"} }
+
 // Reset implements Projection.
 func (*Subjects) Reset(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `DELETE FROM rpt_subject_index`)

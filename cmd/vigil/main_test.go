@@ -743,6 +743,28 @@ func TestSimulateAgainstRealServer(t *testing.T) {
 	}
 	rows := dump()
 	out.Reset()
+	if err := run(ctx, []string{"rebuild", "--check", "--quiet"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("rebuild --check after simulate and an erasure: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "reporting: equal to a rebuild over") || !strings.Contains(out.String(), "subjects: equal to a rebuild over") {
+		t.Errorf("rebuild --check printed %q", out.String())
+	}
+	// A chat row changed behind the projection's back: --check names its
+	// table, exits 1 and leaves it as it is.
+	if _, err := db.Pool.Exec(ctx, `UPDATE rpt_chat SET sender = 'forged' WHERE position = (SELECT min(position) FROM rpt_chat)`); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = run(ctx, []string{"rebuild", "--check", "--quiet"}, env, &out, io.Discard)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out.String(), "reporting: table rpt_chat differs from a rebuild") {
+		t.Errorf("rebuild --check after a forged row: err %v, printed %q", err, out.String())
+	}
+	var forged int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM rpt_chat WHERE sender = 'forged'`).Scan(&forged); err != nil || forged != 1 {
+		t.Errorf("rebuild --check changed the forged row (%d left, %v)", forged, err)
+	}
+	out.Reset()
 	if err := run(ctx, []string{"rebuild", "--quiet"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}

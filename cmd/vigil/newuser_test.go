@@ -30,7 +30,7 @@ func TestSubcommandUsageShowsOnlyItsFlags(t *testing.T) {
 		{"verify", "usage: vigil verify [--tenant ID]", []string{"-bundle", "-origin", "-since"}},
 		{"health", "usage: vigil health [--url URL]", []string{"-url", "-timeout"}},
 		{"migrate", "usage: vigil migrate [flags]", nil},
-		{"rebuild", "usage: vigil rebuild [--quiet] [NAME]", []string{"-quiet"}},
+		{"rebuild", "usage: vigil rebuild [--quiet] [--check] [NAME]", []string{"-quiet", "-check"}},
 	} {
 		t.Run(tt.cmd, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -17,7 +17,10 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 	fs.SetOutput(stderr)
 	cfg := bindConfig(fs, env)
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	setUsage(fs, "vigil rebuild [--quiet] [NAME]", "Rebuilds the projections from position 0: NAME is reporting or subjects; default: all.")
+	check := fs.Bool("check", false, "change nothing: compare each projection's tables with a rebuild from position 0, and fail if they differ")
+	setUsage(fs, "vigil rebuild [--quiet] [--check] [NAME]", "Rebuilds the projections from position 0: NAME is reporting or subjects; default: all.\n"+
+		"With --check it changes nothing: it brings each projection to the log's head, compares its tables\n"+
+		"row by row with a rebuild at that position, and exits 1 naming the tables that differ.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitError{code: 0}
@@ -44,6 +47,7 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 		}
 		todo = []projections.Projection{p}
 	}
+	differ := false
 	for _, p := range todo {
 		start := time.Now()
 		var bar *progressbar.ProgressBar
@@ -58,6 +62,24 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 			}
 			_ = bar.Set64(done)
 		}
+		if *check {
+			diff, n, err := runner.Check(ctx, p, progress)
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			if len(diff) == 0 {
+				fmt.Fprintf(stdout, "%s: equal to a rebuild over %d events\n", p.Name(), n)
+				continue
+			}
+			for _, d := range diff {
+				fmt.Fprintf(stdout, "%s: table %s differs from a rebuild over %d events (live %d rows, rebuilt %d)\n", p.Name(), d.Table, n, d.Live, d.Rebuilt)
+			}
+			differ = true
+			continue
+		}
 		n, err := runner.Rebuild(ctx, p, progress)
 		if bar != nil {
 			_ = bar.Finish()
@@ -67,6 +89,9 @@ func runRebuild(ctx context.Context, args []string, env func(string) string, std
 		}
 		d := time.Since(start)
 		fmt.Fprintf(stdout, "rebuilt %s: %d events in %s (%.0f events/s)\n", p.Name(), n, d.Round(time.Millisecond), float64(n)/d.Seconds())
+	}
+	if differ {
+		return exitError{code: 1, msg: "the projections differ from a rebuild: run vigil rebuild to replace them"}
 	}
 	return nil
 }
