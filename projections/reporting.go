@@ -81,7 +81,10 @@ type dailyKey struct {
 
 type daily struct {
 	sessions, pickupN, durationN, transfers int32
-	pickupSum, durationSum                  float64
+	// pickupUS and durationUS are sums of microseconds: integers, so that
+	// the sums do not depend on how the log was cut into batches (float
+	// sums did, in their last bits, and a rebuild then differed).
+	pickupUS, durationUS int64
 }
 
 type recordingRow struct {
@@ -314,7 +317,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 			d := b.day(e.Tenant, v.TechnicianID, at)
 			d.sessions++
 			if s.pickupS != nil {
-				d.pickupSum += *s.pickupS
+				d.pickupUS += at.Sub(s.createdAt).Microseconds()
 				d.pickupN++
 			}
 		}
@@ -333,7 +336,7 @@ func (r *Reporting) apply(ctx context.Context, b *batch, e *domain.Event) error 
 		s.totalS = seconds(&s.createdAt, &at)
 		if s.technicianID != "" && s.activeS != nil {
 			d := b.day(e.Tenant, s.technicianID, at)
-			d.durationSum += *s.activeS
+			d.durationUS += at.Sub(*s.pickedUpAt).Microseconds()
 			d.durationN++
 		}
 	case *domain.CustomFieldsSet:
@@ -562,10 +565,11 @@ func (b *batch) write(ctx context.Context, tx pgx.Tx) error {
 	if len(b.daily) > 0 {
 		var rows [][]any
 		for k, d := range b.daily {
-			rows = append(rows, []any{k.tenant, k.technician, k.day, d.sessions, d.pickupSum, d.pickupN, d.durationSum, d.durationN, d.transfers})
+			rows = append(rows, []any{k.tenant, k.technician, k.day, d.sessions, d.pickupUS, d.pickupN, d.durationUS, d.durationN, d.transfers})
 		}
 		q.Queue(`INSERT INTO rpt_technician_daily (tenant, technician_id, day, sessions, pickup_s_sum, pickup_n, duration_s_sum, duration_n, transfers)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::int[], $5::float8[], $6::int[], $7::float8[], $8::int[], $9::int[])
+			SELECT t, id, d, s, p * 0.000001, pn, du * 0.000001, dn, tr
+			FROM unnest($1::text[], $2::text[], $3::date[], $4::int[], $5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::int[]) AS u (t, id, d, s, p, pn, du, dn, tr)
 			ON CONFLICT (tenant, technician_id, day) DO UPDATE SET
 				sessions = rpt_technician_daily.sessions + EXCLUDED.sessions,
 				pickup_s_sum = rpt_technician_daily.pickup_s_sum + EXCLUDED.pickup_s_sum,

@@ -410,8 +410,8 @@ func (s *Store) TechnicianPerformance(ctx context.Context, tenant string, from, 
 		w.add("technician_id = " + w.arg(technicianID))
 	}
 	return query(ctx, s, "technician performance", toTechnicianDay, `SELECT technician_id, day, sessions,
-		CASE WHEN pickup_n > 0 THEN pickup_s_sum / pickup_n END,
-		CASE WHEN duration_n > 0 THEN duration_s_sum / duration_n END, transfers
+		CASE WHEN pickup_n > 0 THEN (pickup_s_sum / pickup_n)::float8 END,
+		CASE WHEN duration_n > 0 THEN (duration_s_sum / duration_n)::float8 END, transfers
 		FROM rpt_technician_daily WHERE `+w.String()+` ORDER BY day, technician_id`, w.args...)
 }
 
