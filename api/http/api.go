@@ -141,6 +141,17 @@ func eventID(r *http.Request) [16]byte {
 
 // authed wraps h with bearer authentication.
 func (a *api) authed(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return a.authedWith(false, h)
+}
+
+// authedCommand wraps h, which does nothing but one SessionCommand, with
+// bearer authentication that SessionCommand confirms in its first read
+// (service.AuthenticateDeferred): one round trip fewer per command.
+func (a *api) authedCommand(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return a.authedWith(true, h)
+}
+
+func (a *api) authedWith(deferred bool, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		bearer, ok := strings.CutPrefix(auth, "Bearer ")
@@ -149,7 +160,17 @@ func (a *api) authed(h func(http.ResponseWriter, *http.Request) error) http.Hand
 			a.writeError(w, r, &domain.Error{Code: domain.CodeUnauthenticated, Message: "missing bearer credential"})
 			return
 		}
-		p, err := a.svc.Authenticate(r.Context(), strings.TrimSpace(bearer))
+		var (
+			p   service.Principal
+			err error
+		)
+		if deferred {
+			var ctx context.Context
+			ctx, p, err = a.svc.AuthenticateDeferred(r.Context(), strings.TrimSpace(bearer))
+			r = r.WithContext(ctx)
+		} else {
+			p, err = a.svc.Authenticate(r.Context(), strings.TrimSpace(bearer))
+		}
 		if err != nil {
 			if domain.ErrorCode(err) == domain.CodeUnauthenticated {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="vigil", error="invalid_token"`)
@@ -228,6 +249,12 @@ func (a *api) idempotent(w http.ResponseWriter, r *http.Request, h func(http.Res
 		return
 	}
 	if !claimed {
+		// A credential authenticated from memory is confirmed before an
+		// answer is replayed to it.
+		if err := a.svc.ConfirmDeferred(r.Context()); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
 		switch {
 		case !bytes.Equal(stored.RequestHash, hash):
 			a.writeError(w, r, &domain.Error{Code: domain.CodeConflict, Message: "this Idempotency-Key was used with another request", Err: domain.ErrConflict})
@@ -250,9 +277,11 @@ func (a *api) idempotent(w http.ResponseWriter, r *http.Request, h func(http.Res
 		rec.status = http.StatusOK
 	}
 	ctx := context.WithoutCancel(r.Context())
-	if rec.status >= 500 {
+	if rec.status >= 500 || rec.status == http.StatusUnauthorized {
 		// Nothing is stored for a failure of ours: a retry runs again, and
 		// the ledger's event-id idempotency keeps it from appending twice.
+		// Nor for a credential found no longer valid (a deferred one,
+		// confirmed by the handler): the key was never the caller's.
 		a.settleKey(ctx, "release idempotency key", func() error { return store.Release(ctx, k) })
 	} else {
 		body := bytes.Clone(rec.body.Bytes())
@@ -344,7 +373,7 @@ func (a *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/auth/totp/enroll", a.authed(a.enrollTOTP))
 	mux.HandleFunc("POST /v1/auth/logout", a.authed(a.logout))
 	mux.HandleFunc("POST /v1/sessions", a.authed(a.createSession))
-	mux.HandleFunc("POST /v1/sessions/{id}/commands", a.authed(a.sessionCommand))
+	mux.HandleFunc("POST /v1/sessions/{id}/commands", a.authedCommand(a.sessionCommand))
 	mux.HandleFunc("GET /v1/sessions/{id}/events", a.authed(a.sessionEvents))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, &domain.Error{Code: domain.CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})

@@ -443,6 +443,51 @@ func TestTenantIsolation(t *testing.T) {
 	e.want(e.login("shared@example.com", goodPassword, map[string]any{"tenant": other.ID}), 200, "")
 }
 
+// TestDeferredCredentialRefusedAtOnce (issue 15): the session command
+// route authenticates a credential it has seen from memory and confirms it
+// in the command's first read. An API key revoked and a token ended behind
+// the server's back (as by another node, straight in the database) are
+// refused on the next command, and an answer stored for an
+// Idempotency-Key is not replayed to them.
+func TestDeferredCredentialRefusedAtOnce(t *testing.T) {
+	e := newEnv(t)
+	tok, sid, _ := e.session(nil, nil)
+	ctx := context.Background()
+	k, key, err := e.svc.CreateAPIKey(ctx, e.tenant, service.RoleIngest, "second applet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := map[string]any{"type": "chat", "from": "customer", "text": "hello"}
+	e.want(e.command(key, sid, chat, hdr{"Idempotency-Key": "chat-1"}), 200, "")
+	e.want(e.command(key, sid, chat, hdr{"Idempotency-Key": "chat-1"}), 200, "")
+	e.want(e.command(tok, sid, map[string]any{"type": "note", "text": "n"}, hdr{"Idempotency-Key": "note-1"}), 200, "")
+	if err := e.store.RevokeAPIKey(ctx, k.ID, e.svc.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.EndTechnicianTokens(ctx, e.tenant, principalOf(t, e, tok).TechnicianID, e.svc.Now()); err != nil {
+		t.Fatal(err)
+	}
+	head := e.head()
+	e.want(e.command(key, sid, chat, hdr{"Idempotency-Key": "chat-1"}), 401, "unauthenticated")
+	e.want(e.command(key, sid, chat, hdr{"Idempotency-Key": "chat-2"}), 401, "unauthenticated")
+	e.want(e.command(key, sid, chat), 401, "unauthenticated")
+	e.want(e.command(tok, sid, map[string]any{"type": "note", "text": "n"}, hdr{"Idempotency-Key": "note-1"}), 401, "unauthenticated")
+	e.want(e.command(tok, sid, map[string]any{"type": "note", "text": "again"}), 401, "unauthenticated")
+	if e.head() != head {
+		t.Errorf("%d events appended for refused credentials", e.head()-head)
+	}
+}
+
+// principalOf authenticates cred through the service.
+func principalOf(t *testing.T, e *env, cred string) service.Principal {
+	t.Helper()
+	p, err := e.svc.Authenticate(context.Background(), cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestRegionIsEnforced(t *testing.T) {
 	e := newEnv(t)
 	if _, _, err := e.svc.CreateTenant(context.Background(), "Initech", "us"); domain.ErrorCode(err) != domain.CodeInvalid {

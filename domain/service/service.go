@@ -65,6 +65,7 @@ type Service struct {
 
 	regions sync.Map // tenant id -> region (immutable, so cached forever)
 	cache   *streamCache
+	creds   *credCache // see AuthenticateDeferred
 }
 
 // New returns a service over the ports in c.
@@ -94,7 +95,7 @@ func New(c Config) *Service {
 		log: c.Log, ids: c.Identity, idem: c.Idempotency, activity: c.Activity, crypto: c.Crypto,
 		region: c.Region, now: c.Now, logger: c.Logger, issuer: c.TOTPIssuer,
 		limiter: c.Limiter, assertions: c.Assertions, addrFailures: c.LoginFailuresPerAddress, failureWindow: c.LoginFailureWindow,
-		cache: newStreamCache(20000),
+		cache: newStreamCache(20000), creds: newCredCache(credCacheMax),
 	}
 }
 
@@ -169,7 +170,6 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	if !ok {
 		return Principal{}, errUnauthenticated("missing or malformed credential")
 	}
-	now := s.Now()
 	switch prefix {
 	case APIKeyPrefix:
 		k, err := s.ids.APIKey(ctx, id)
@@ -179,16 +179,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		if err != nil {
 			return Principal{}, err
 		}
-		if !secretMatches(k.Hash, secret) {
-			return Principal{}, errUnauthenticated("unknown credential")
-		}
-		if !k.RevokedAt.IsZero() {
-			return Principal{}, errUnauthenticated("the API key was revoked")
-		}
-		if err := s.checkRegion(ctx, k.Tenant); err != nil {
-			return Principal{}, err
-		}
-		return Principal{Tenant: k.Tenant, Role: k.Role, CredentialID: k.ID, Scope: ScopeFull}, nil
+		return s.checkAPIKey(ctx, k, secret)
 	default:
 		t, err := s.ids.Token(ctx, id)
 		if errors.Is(err, domain.ErrNotFound) {
@@ -197,28 +188,56 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		if err != nil {
 			return Principal{}, err
 		}
-		if !secretMatches(t.Hash, secret) {
-			return Principal{}, errUnauthenticated("unknown credential")
-		}
-		if !t.EndedAt.IsZero() {
-			return Principal{}, errUnauthenticated("the session token has ended; log in again")
-		}
-		if !now.Before(t.ExpiresAt) {
-			return Principal{}, errUnauthenticated("the session token expired after inactivity; log in again")
-		}
-		if err := s.checkRegion(ctx, t.Tenant); err != nil {
+		return s.checkToken(ctx, t, secret)
+	}
+}
+
+// checkAPIKey authenticates secret against the API key's row k, just read.
+func (s *Service) checkAPIKey(ctx context.Context, k APIKey, secret string) (Principal, error) {
+	if !secretMatches(k.Hash, secret) {
+		return Principal{}, errUnauthenticated("unknown credential")
+	}
+	if s.creds != nil {
+		s.creds.put(APIKeyPrefix, k.ID, cachedCred{isKey: true, key: k})
+	}
+	if !k.RevokedAt.IsZero() {
+		return Principal{}, errUnauthenticated("the API key was revoked")
+	}
+	if err := s.checkRegion(ctx, k.Tenant); err != nil {
+		return Principal{}, err
+	}
+	return Principal{Tenant: k.Tenant, Role: k.Role, CredentialID: k.ID, Scope: ScopeFull}, nil
+}
+
+// checkToken authenticates secret against the token's row t, just read.
+// The token's inactivity window slides with each use.
+func (s *Service) checkToken(ctx context.Context, t Token, secret string) (Principal, error) {
+	if !secretMatches(t.Hash, secret) {
+		return Principal{}, errUnauthenticated("unknown credential")
+	}
+	now := s.Now()
+	if s.creds != nil {
+		defer func() { s.creds.put(TokenPrefix, t.ID, cachedCred{token: t}) }()
+	}
+	if !t.EndedAt.IsZero() {
+		return Principal{}, errUnauthenticated("the session token has ended; log in again")
+	}
+	if !now.Before(t.ExpiresAt) {
+		return Principal{}, errUnauthenticated("the session token expired after inactivity; log in again")
+	}
+	if err := s.checkRegion(ctx, t.Tenant); err != nil {
+		return Principal{}, err
+	}
+	// Slide the window, at most every few seconds per token: each use
+	// would otherwise be a write.
+	window := t.ExpiresAt.Sub(t.LastSeenAt)
+	if now.Sub(t.LastSeenAt) > min(window/20, 15*time.Second) {
+		if err := s.ids.TouchToken(ctx, t.ID, now, now.Add(window)); err != nil {
 			return Principal{}, err
 		}
-		// Slide the window, at most every few seconds per token: each use
-		// would otherwise be a write.
-		window := t.ExpiresAt.Sub(t.LastSeenAt)
-		if now.Sub(t.LastSeenAt) > min(window/20, 15*time.Second) {
-			if err := s.ids.TouchToken(ctx, t.ID, now, now.Add(window)); err != nil {
-				return Principal{}, err
-			}
-		}
-		return Principal{Tenant: t.Tenant, Role: RoleTechnician, CredentialID: t.ID, TechnicianID: t.TechnicianID, Scope: t.Scope}, nil
+		t.LastSeenAt, t.ExpiresAt = now, now.Add(window)
 	}
+	return Principal{Tenant: t.Tenant, Role: RoleTechnician, CredentialID: t.ID, TechnicianID: t.TechnicianID, Scope: t.Scope}, nil
 }
 
 func (s *Service) checkRegion(ctx context.Context, tenant string) error {

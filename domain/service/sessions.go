@@ -296,14 +296,24 @@ func (s *Service) SessionCommand(ctx context.Context, p Principal, guid string, 
 		actor = domain.Actor{Kind: domain.ActorCustomer, ID: p.CredentialID}
 	}
 	var sess *domain.Session
+	deferred, _ := ctx.Value(deferredKey{}).(*deferredAuth)
 	out, err := retry(ctx, func() ([]domain.Event, error) {
 		techID := ""
 		if p.Role == RoleTechnician {
 			techID = p.TechnicianID
 		}
-		// One read for the session's, technician's and group's new events.
+		// One read for the session's, technician's and group's new events,
+		// and for the row of a credential authenticated from memory
+		// (AuthenticateDeferred), which is confirmed before anything else.
 		stream := domain.SessionStream(guid)
-		ctx := s.prefetch(ctx, p.Tenant, stream, techID)
+		pctx := ctx
+		if deferred != nil && !deferred.confirmed {
+			pctx = context.WithValue(ctx, probeKey{}, &deferred.probe)
+		}
+		ctx := s.prefetch(pctx, p.Tenant, stream, techID)
+		if err := s.confirmDeferred(ctx, deferred); err != nil {
+			return nil, err
+		}
 		evs, err := s.events(ctx, p.Tenant, stream)
 		if err != nil {
 			return nil, err
