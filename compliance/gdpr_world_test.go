@@ -2,7 +2,6 @@ package compliance_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 	"github.com/vigilhq/vigil/projections"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -64,12 +64,7 @@ func newWorld(t *testing.T) *world {
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	mk, signer, verifier := ledgertest.Keys(t)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
 	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
 	go l.Run(context.Background())

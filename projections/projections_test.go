@@ -2,7 +2,6 @@ package projections_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,8 +17,8 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 	"github.com/vigilhq/vigil/projections"
-	"golang.org/x/mod/sumdb/note"
 )
 
 type world struct {
@@ -39,11 +38,7 @@ func newWorld(t testing.TB) *world {
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
+	mk, signer, _ := ledgertest.Keys(t)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
 	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
 	go l.Run(context.Background())

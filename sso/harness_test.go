@@ -3,7 +3,6 @@ package sso_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -74,12 +74,7 @@ func newWorld(t *testing.T) *world { return newCluster(t, 1)[0] }
 func newCluster(t *testing.T, n int) []*world {
 	t.Helper()
 	db := pgtest.New(t)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	mk, signer, verifier := ledgertest.Keys(t)
 	clk := &clock{}
 	var public *url.URL
 	var nodes []*world

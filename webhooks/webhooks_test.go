@@ -3,7 +3,6 @@ package webhooks_test
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -24,9 +23,9 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 	"github.com/vigilhq/vigil/projections"
 	"github.com/vigilhq/vigil/webhooks"
-	"golang.org/x/mod/sumdb/note"
 )
 
 const tenant = "t1"
@@ -47,11 +46,7 @@ func newEnv(t *testing.T) *env {
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
+	mk, signer, _ := ledgertest.Keys(t)
 	l := ledger.New(st, ledger.NewSealer(st, ledger.NewKeyring(mk), 0), signer, ledger.Options{Origin: "vigil.test"})
 	go l.Run(context.Background())
 	t.Cleanup(l.Close)

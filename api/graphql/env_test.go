@@ -3,7 +3,6 @@ package gql_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +21,7 @@ import (
 	"github.com/vigilhq/vigil/domain"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 )
 
 // queryCounter counts the SQL statements of the reporting pool.
@@ -66,11 +65,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	db := pgtest.New(t)
 	st := postgres.NewStore(db.Pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
+	mk, signer, _ := ledgertest.Keys(t)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
 	// Checkpoints only when a test asks (CheckpointAll): a slow run
 	// (-race) must not see one appear by itself.

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/rand"
 	"net/http/httptest"
 	"testing"
 
@@ -11,7 +10,7 @@ import (
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 )
 
 // twoNodes starts two API stacks on one database, each with its own store,
@@ -19,12 +18,7 @@ import (
 func twoNodes(t *testing.T) (a, b *env) {
 	t.Helper()
 	db := pgtest.New(t)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	mk, signer, verifier := ledgertest.Keys(t)
 	clk := &clock{}
 	node := func() *env {
 		st := postgres.NewStore(db.Pool, postgres.Options{})

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 	httpapi "github.com/vigilhq/vigil/api/http"
 	"github.com/vigilhq/vigil/domain/service"
 	"github.com/vigilhq/vigil/ledger"
-	"golang.org/x/mod/sumdb/note"
+	"github.com/vigilhq/vigil/ledger/ledgertest"
 )
 
 // A database outage answers 503 with code unavailable and a Retry-After,
@@ -32,11 +31,7 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	t.Cleanup(pool.Close)
 	st := postgres.NewStore(pool, postgres.Options{})
 	t.Cleanup(st.Close)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	mk, _ := ledger.NewMasterKey(raw)
-	skey, _, _ := note.GenerateKey(rand.Reader, "vigil.test")
-	signer, _ := note.NewSigner(skey)
+	mk, signer, _ := ledgertest.Keys(t)
 	sealer := ledger.NewSealer(st, ledger.NewKeyring(mk), 0)
 	l := ledger.New(st, sealer, signer, ledger.Options{Origin: "vigil.test"})
 	go l.Run(context.Background())
