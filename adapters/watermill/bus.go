@@ -123,6 +123,24 @@ type Bus struct {
 
 var _ relay.Publisher = (*Bus)(nil)
 
+// quietOnCancel logs at debug level the errors watermill reports for a
+// cancelled context: the SQL subscriber's poll, interrupted when serve
+// stops, was logged as an ERROR at every shutdown ("could not commit tx
+// for querying message … context canceled"). Other errors pass unchanged.
+type quietOnCancel struct{ wm.LoggerAdapter }
+
+func (l quietOnCancel) Error(msg string, err error, fields wm.LogFields) {
+	if errors.Is(err, context.Canceled) {
+		l.LoggerAdapter.Debug(msg, fields.Add(wm.LogFields{"err": err}))
+		return
+	}
+	l.LoggerAdapter.Error(msg, err, fields)
+}
+
+func (l quietOnCancel) With(fields wm.LogFields) wm.LoggerAdapter {
+	return quietOnCancel{l.LoggerAdapter.With(fields)}
+}
+
 // Open connects to the transport cfg.URL names and prepares the topic
 // (tables, or the JetStream stream). It returns an error for an unknown
 // scheme, an invalid prefix or topic, or an unreachable transport. The
@@ -146,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = time.Second
 	}
-	logger := wm.NewSlogLogger(cfg.Logger)
+	logger := quietOnCancel{wm.NewSlogLogger(cfg.Logger)}
 	group := ConsumerGroup(cfg.Prefix)
 	b := &Bus{topic: cfg.Topic, group: group, log: cfg.Logger}
 	switch {
