@@ -471,6 +471,10 @@ func TestACSRateLimited(t *testing.T) {
 	if r := w.do("POST", "/v1/sso/saml", w.admin, map[string]any{"metadata_xml": idp.metadata()}); r.status != http.StatusOK {
 		t.Fatalf("configure: %d %s", r.status, r.raw)
 	}
+	// Start just after a window of the per-address count begins: a run
+	// crossing a boundary would count its refusals in two windows.
+	now, win := w.clock.Now(), service.DefaultLoginFailureWindow
+	w.clock.Advance(now.Truncate(win).Add(win).Sub(now) + time.Second)
 	garbage := base64.StdEncoding.EncodeToString([]byte("<not-saml/>"))
 	for i := 0; i < service.DefaultLoginFailuresPerAddress; i++ {
 		if r := w.postACS(t, garbage, ""); r.status != http.StatusUnauthorized {
