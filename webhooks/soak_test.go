@@ -62,11 +62,28 @@ func TestSoak(t *testing.T) {
 	opts.Workers = 96
 	opts.PerEndpoint = 32
 	e.deliverer(opts)
-	waitFor(t, 3*time.Minute, "every event at every receiver", func() bool {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
 		var done int
 		_ = e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'`).Scan(&done)
-		return done == 3*n
-	})
+		if done == 3*n {
+			break
+		}
+		if time.Now().After(deadline) {
+			// Say whether the deliveries were stuck or slow: by state, the
+			// attempts made and how far the next attempt is.
+			var states string
+			_ = e.db.Pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(format('%s: %s rows, attempts %s..%s, next attempt in %s..%s',
+				state, n, a0, a1, round(extract(epoch FROM n0 - now())::numeric, 1), round(extract(epoch FROM n1 - now())::numeric, 1)), '; '), 'no rows')
+				FROM (SELECT state, count(*) AS n, min(attempts) AS a0, max(attempts) AS a1, min(next_attempt_at) AS n0, max(next_attempt_at) AS n1
+				      FROM webhook_deliveries GROUP BY state) s`).Scan(&states)
+			var fanned int64
+			_ = e.db.Pool.QueryRow(context.Background(), `SELECT coalesce(max(position), 0) FROM projection_positions`).Scan(&fanned)
+			t.Fatalf("after 3 min, %d of %d deliveries delivered; %s; fan-out at position %d; receivers got %d, %d, %d requests",
+				done, 3*n, states, fanned, len(rcs[0].all()), len(rcs[1].all()), len(rcs[2].all()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for i, rc := range rcs {
 		byID := map[string]string{}
 		for _, g := range rc.all() {
