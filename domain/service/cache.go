@@ -64,20 +64,26 @@ func (c *streamCache) entry(key string) *streamEntry {
 }
 
 // evict drops the least recently used tenth of the entries; c.mu is held.
-// One sort of the entries, rather than a scan per dropped entry, keeps the
-// pause short while commands wait on the lock.
 func (c *streamCache) evict() {
+	evictLeastUsed(c.entries, func(e *streamEntry) uint64 { return e.used })
+}
+
+// evictLeastUsed drops the least recently used tenth of m (at least one
+// entry), used giving each entry's last use. One sort of the entries,
+// rather than a scan per dropped entry, keeps the pause short while
+// callers wait on the cache's lock.
+func evictLeastUsed[V any](m map[string]V, used func(V) uint64) {
 	type aged struct {
 		key  string
 		used uint64
 	}
-	all := make([]aged, 0, len(c.entries))
-	for k, e := range c.entries {
-		all = append(all, aged{k, e.used})
+	all := make([]aged, 0, len(m))
+	for k, e := range m {
+		all = append(all, aged{k, used(e)})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].used < all[j].used })
 	for _, a := range all[:max(1, len(all)/10)] {
-		delete(c.entries, a.key)
+		delete(m, a.key)
 	}
 }
 

@@ -32,6 +32,33 @@ func TestStreamCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestCredCacheIsBounded: the credentials remembered for
+// AuthenticateDeferred stay under their bound, the least recently used
+// going first.
+func TestCredCacheIsBounded(t *testing.T) {
+	c := newCredCache(100)
+	for i := 0; i < 100; i++ {
+		c.put(TokenPrefix, fmt.Sprint(i), cachedCred{token: Token{ID: fmt.Sprint(i)}})
+	}
+	if _, ok := c.get(TokenPrefix, "0"); !ok { // used again: now the most recent
+		t.Fatal("entry 0 missing")
+	}
+	c.put(TokenPrefix, "new", cachedCred{})
+	if len(c.entries) != 91 {
+		t.Fatalf("%d entries after eviction, want 91 (100 - 10 + 1)", len(c.entries))
+	}
+	for _, k := range []string{"0", "new", "99"} {
+		if _, ok := c.get(TokenPrefix, k); !ok {
+			t.Errorf("entry %s evicted", k)
+		}
+	}
+	for i := 1; i <= 10; i++ {
+		if _, ok := c.get(TokenPrefix, fmt.Sprint(i)); ok {
+			t.Errorf("entry %d kept, though among the least recently used", i)
+		}
+	}
+}
+
 // memLog is a Log over streams in memory, counting what ReadSealed reads.
 type memLog struct {
 	Log

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"time"
 
@@ -220,19 +219,7 @@ func (c *credCache) put(prefix, id string, e cachedCred) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[prefix+id]; !ok && len(c.entries) >= c.max {
-		all := make([]*cachedCred, 0, len(c.entries))
-		keys := make([]string, 0, len(c.entries))
-		for k, v := range c.entries {
-			all, keys = append(all, v), append(keys, k)
-		}
-		idx := make([]int, len(all))
-		for i := range idx {
-			idx[i] = i
-		}
-		sort.Slice(idx, func(i, j int) bool { return all[idx[i]].used < all[idx[j]].used })
-		for _, i := range idx[:max(1, len(idx)/10)] {
-			delete(c.entries, keys[i])
-		}
+		evictLeastUsed(c.entries, func(e *cachedCred) uint64 { return e.used })
 	}
 	c.tick++
 	e.used = c.tick
