@@ -133,6 +133,12 @@ func (s *Store) CreateAPIKey(ctx context.Context, k service.APIKey) error {
 // (RevokedAt set); domain.ErrNotFound for an unknown id.
 func (s *Store) APIKey(ctx context.Context, id string) (service.APIKey, error) {
 	rows, _ := s.reads.Query(ctx, sqlAPIKey, id)
+	return collectAPIKey(rows, id)
+}
+
+// collectAPIKey reads the one row of sqlAPIKey for id: domain.ErrNotFound
+// when there is none.
+func collectAPIKey(rows pgx.Rows, id string) (service.APIKey, error) {
 	k, err := pgx.CollectOneRow(rows, scanAPIKey)
 	if err != nil {
 		return service.APIKey{}, notFound(err, "api key %s", id)
@@ -375,6 +381,12 @@ func (s *Store) CreateToken(ctx context.Context, t service.Token) error {
 // tokens too; domain.ErrNotFound for an unknown id.
 func (s *Store) Token(ctx context.Context, id string) (service.Token, error) {
 	rows, _ := s.reads.Query(ctx, sqlToken, id)
+	return collectToken(rows, id)
+}
+
+// collectToken reads the one row of sqlToken for id: domain.ErrNotFound
+// when there is none.
+func collectToken(rows pgx.Rows, id string) (service.Token, error) {
 	t, err := pgx.CollectOneRow(rows, scanToken)
 	if err != nil {
 		return service.Token{}, notFound(err, "token %s", id)

@@ -879,10 +879,9 @@ func (s *Store) ReadStream(ctx context.Context, tenant, stream string, after int
 // credential's row is read in the same round trip, pipelined before the
 // events.
 func (s *Store) ReadStreams(ctx context.Context, tenant string, streams []string, after []int64) ([]domain.Event, error) {
-	const q = sqlReadStreams
 	probe := service.ProbeFrom(ctx)
 	if probe == nil {
-		return s.readEvents(ctx, s.reads, q, tenant, streams, after)
+		return s.readEvents(ctx, s.reads, sqlReadStreams, tenant, streams, after)
 	}
 	b := &pgx.Batch{}
 	if probe.APIKey {
@@ -890,7 +889,7 @@ func (s *Store) ReadStreams(ctx context.Context, tenant string, streams []string
 	} else {
 		b.Queue(sqlToken, probe.ID)
 	}
-	b.Queue(q, tenant, streams, after)
+	b.Queue(sqlReadStreams, tenant, streams, after)
 	br := s.reads.SendBatch(ctx, b)
 	defer br.Close()
 	rows, err := br.Query()
@@ -898,14 +897,12 @@ func (s *Store) ReadStreams(ctx context.Context, tenant string, streams []string
 		return nil, unavailable(err)
 	}
 	if probe.APIKey {
-		probe.Key, err = pgx.CollectOneRow(rows, scanAPIKey)
-		err = notFound(err, "api key %s", probe.ID)
+		probe.Key, err = collectAPIKey(rows, probe.ID)
 	} else {
-		probe.Token, err = pgx.CollectOneRow(rows, scanToken)
-		err = notFound(err, "token %s", probe.ID)
+		probe.Token, err = collectToken(rows, probe.ID)
 	}
 	if err != nil && !errors.Is(err, domain.ErrNotFound) {
-		return nil, unavailable(err)
+		return nil, err
 	}
 	probe.Err, probe.Done = err, true
 	rows, err = br.Query()
